@@ -202,6 +202,21 @@ namespace xconv
             }
         }
 
+        /// Checks that a tensor passed alongside a plan (e.g. grad_output) has the expected shape.
+        template <class Shape, class Expected>
+        void check_shape(const char* where, const char* what, const Shape& got, const Expected& expected)
+        {
+            bool same = got.size() == expected.size();
+            for (std::size_t d = 0; same && d < got.size(); ++d)
+            {
+                same = static_cast<std::int64_t>(got[d]) == static_cast<std::int64_t>(expected[d]);
+            }
+            if (!same)
+            {
+                fail(where, what, " must have shape ", shape_string(expected), ", got ", shape_string(got));
+            }
+        }
+
         // ------------------------------------------------------------------ unfold / fold
 
         /// Checked geometry of unfold(input (N, C, H, W), kernel_size, options).

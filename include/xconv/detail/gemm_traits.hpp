@@ -1,0 +1,134 @@
+// xconv: the instruction set the GEMM kernel is built for, and its block sizes.
+//
+// The instruction set is fixed at compile time by the architecture flags of the translation unit
+// (xsimd::default_arch: -march=native on an AVX-512 machine gives avx512, -mavx2 -mfma gives
+// fma3<avx2>, plain x86-64 gives sse2). Defining XCONV_GEMM_NO_SIMD, or compiling for a target
+// xsimd does not support, selects the portable scalar kernel instead.
+//
+// Every block size of the GEMM lives in gemm_traits below and nowhere else.
+#ifndef XCONV_DETAIL_GEMM_TRAITS_HPP
+#define XCONV_DETAIL_GEMM_TRAITS_HPP
+
+#include <cstddef>
+#include <type_traits>
+
+#if !defined(XCONV_GEMM_NO_SIMD)
+#include <xsimd/xsimd.hpp>
+#if defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+#define XCONV_GEMM_NO_SIMD
+#endif
+#endif
+
+namespace xconv
+{
+    namespace detail
+    {
+        /// Tag of the scalar kernel: one "vector" is one T.
+        struct gemm_scalar_arch
+        {
+            static constexpr const char* name() noexcept { return "scalar"; }
+        };
+
+#if defined(XCONV_GEMM_NO_SIMD)
+        using gemm_arch = gemm_scalar_arch;
+#else
+        using gemm_arch = xsimd::default_arch;
+#endif
+
+        /// Register file of an instruction set, as the block sizes see it.
+        enum class gemm_isa_class
+        {
+            scalar,     // no SIMD
+            simd16,     // 16 vector registers (SSE, AVX, AVX2, NEON)
+            simd32_512  // 32 vector registers of 512 bits (AVX-512)
+        };
+
+        template <class Arch>
+        constexpr gemm_isa_class gemm_isa_class_of() noexcept
+        {
+#if defined(XCONV_GEMM_NO_SIMD)
+            return gemm_isa_class::scalar;
+#else
+            if (std::is_same<Arch, gemm_scalar_arch>::value)
+            {
+                return gemm_isa_class::scalar;
+            }
+            return std::is_base_of<xsimd::avx512f, Arch>::value ? gemm_isa_class::simd32_512
+                                                                 : gemm_isa_class::simd16;
+#endif
+        }
+
+        /// Lanes of one vector register holding T.
+        template <class T, class Arch>
+        struct gemm_lanes
+        {
+#if defined(XCONV_GEMM_NO_SIMD)
+            static constexpr std::size_t value = 1;
+#else
+            static constexpr std::size_t value = xsimd::batch<T, Arch>::size;
+#endif
+        };
+        template <class T>
+        struct gemm_lanes<T, gemm_scalar_arch>
+        {
+            static constexpr std::size_t value = 1;
+        };
+
+        /// Block sizes of the GEMM loop nest for element type T on instruction set Arch.
+        ///
+        ///   mr, nr   register tile of the micro-kernel: mr rows of C by nr = nv * lanes columns,
+        ///            held in mr * nv vector accumulators.
+        ///   kc       depth of one packed block (rows of a packed B panel, columns of packed A).
+        ///   mc       rows of A packed at once (a multiple of mr).
+        ///   nc       columns of B packed at once (a multiple of nr).
+        ///
+        /// The loop nest (gemm_driver.hpp) is: jc over N by nc, pc over K by kc (pack B), ic over
+        /// M by mc (pack A), jr over nc by nr, ir over mc by mr (micro-kernel). The packed A block
+        /// (mc x kc) is meant to stay in L2, one packed B micro-panel (kc x nr) in L1/L2, the
+        /// packed B block (kc x nc) in L3.
+        template <class T, class Arch = gemm_arch, gemm_isa_class Isa = gemm_isa_class_of<Arch>()>
+        struct gemm_traits;
+
+        // AVX-512 (measured on Zen 4: 1 MiB L2 and 32 KiB L1 per core): 6 x 64 floats / 6 x 32
+        // doubles = 24 accumulators of the 32 zmm registers, 4 for B, 1 for the broadcast of A.
+        template <class T, class Arch>
+        struct gemm_traits<T, Arch, gemm_isa_class::simd32_512>
+        {
+            static constexpr std::size_t lanes = gemm_lanes<T, Arch>::value;
+            static constexpr std::size_t mr = 6;
+            static constexpr std::size_t nv = 4;
+            static constexpr std::size_t nr = nv * lanes;
+            static constexpr std::size_t kc = sizeof(T) == 4 ? 384 : 256;
+            static constexpr std::size_t mc = sizeof(T) == 4 ? 96 : 72;
+            static constexpr std::size_t nc = sizeof(T) == 4 ? 4096 : 2048;
+        };
+
+        // 16 vector registers: 6 x 2 vectors = 12 accumulators, 2 for B, 1 for the broadcast.
+        template <class T, class Arch>
+        struct gemm_traits<T, Arch, gemm_isa_class::simd16>
+        {
+            static constexpr std::size_t lanes = gemm_lanes<T, Arch>::value;
+            static constexpr std::size_t mr = 6;
+            static constexpr std::size_t nv = 2;
+            static constexpr std::size_t nr = nv * lanes;
+            static constexpr std::size_t kc = 256;
+            static constexpr std::size_t mc = 96;
+            static constexpr std::size_t nc = 2048;
+        };
+
+        // Portable scalar kernel: 4 x 4 accumulators, small enough for any register file.
+        template <class T, class Arch>
+        struct gemm_traits<T, Arch, gemm_isa_class::scalar>
+        {
+            static constexpr std::size_t lanes = 1;
+            static constexpr std::size_t mr = 4;
+            static constexpr std::size_t nv = 4;
+            static constexpr std::size_t nr = nv;
+            static constexpr std::size_t kc = 256;
+            static constexpr std::size_t mc = 64;
+            static constexpr std::size_t nc = 1024;
+        };
+    }  // namespace detail
+}  // namespace xconv
+
+#endif
