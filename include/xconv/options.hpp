@@ -631,6 +631,30 @@ namespace xconv
             win.blocks_w = w;
             return p;
         }
+
+        // ------------------------------------------------------------------ layers
+
+        /// Checks the constructor arguments of Conv2d / ConvTranspose2d.
+        inline void check_layer(const char* where,
+                                std::size_t in_channels,
+                                std::size_t out_channels,
+                                const size2& kernel,
+                                std::size_t groups)
+        {
+            check_positive(where, "kernel_size", kernel);
+            if (groups == 0)
+            {
+                fail(where, "groups must be positive, got 0");
+            }
+            if (in_channels == 0 || in_channels % groups != 0)
+            {
+                fail(where, "in_channels (", in_channels, ") must be a positive multiple of groups (", groups, ")");
+            }
+            if (out_channels == 0 || out_channels % groups != 0)
+            {
+                fail(where, "out_channels (", out_channels, ") must be a positive multiple of groups (", groups, ")");
+            }
+        }
     }  // namespace detail
 
     // ---------------------------------------------------------------------- output sizes

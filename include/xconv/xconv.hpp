@@ -9,5 +9,6 @@
 #include "gemm.hpp"
 #include "conv2d.hpp"
 #include "conv_transpose2d.hpp"
+#include "layers.hpp"
 
 #endif

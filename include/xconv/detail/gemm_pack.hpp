@@ -1,0 +1,205 @@
+// xconv: packing of the GEMM operands into the panel layouts the micro-kernel reads.
+//
+// Packed A block, the rows i0 .. i0+mc-1 and the columns k0 .. k0+kc-1 of A:
+//   ceil(mc / mr) panels of mr rows, panel p starting at dst + p * mr * kc;
+//   inside a panel, element (r, k) is at [k * mr + r] and holds A(i0 + p * mr + r, k0 + k);
+//   the rows of the last panel past mc are zero.
+//
+// Packed B block, the rows k0 .. k0+kc-1 and the columns j0 .. j0+nc-1 of B:
+//   ceil(nc / nr) panels of nr columns, panel q starting at dst + q * kc * nr;
+//   inside a panel, element (k, j) is at [k * nr + j] and holds B(k0 + k, j0 + q * nr + j);
+//   the columns of the last panel past nc are zero.
+//   dst is aligned to 64 bytes by the driver; nr is a multiple of the vector width, so every row
+//   of every panel starts on a vector boundary.
+//   Packing the columns [j0, j0 + nc) with j0 a multiple of nr writes exactly the panels that
+//   packing a wider block starting at 0 would write there, so disjoint groups of panels can be
+//   packed independently (by different threads).
+//
+// mr and nr are gemm_traits<T, Arch>::mr and ::nr.
+//
+// A packer is any callable
+//   pack_a(std::size_t i0, std::size_t mc, std::size_t k0, std::size_t kc, T* dst)
+//   pack_b(std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nc, T* dst)
+// that writes the layout above. gemm packs strided matrix views (strided_a_packer,
+// strided_b_packer); a convolution can pack B straight from its input image instead of
+// materialising the im2col matrix, e.g. through row_segment_b_packer.
+#ifndef XCONV_DETAIL_GEMM_PACK_HPP
+#define XCONV_DETAIL_GEMM_PACK_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <utility>
+
+#include "gemm_view.hpp"
+#include "gemm_traits.hpp"
+
+namespace xconv
+{
+    namespace detail
+    {
+        /// Packs one panel of width P: dst[k * P + r] = src[k * sk + r * sr] for r < rows, and 0
+        /// for rows <= r < P, k < kc.
+        template <class T, std::size_t P>
+        inline void gemm_pack_panel(const T* src,
+                                    std::ptrdiff_t sk,
+                                    std::ptrdiff_t sr,
+                                    std::size_t rows,
+                                    std::size_t kc,
+                                    T* dst) noexcept
+        {
+            if (sr == 1)
+            {
+                // Contiguous along the panel: one row copy per k.
+                if (rows == P)
+                {
+                    for (std::size_t k = 0; k < kc; ++k)
+                    {
+                        const T* s = src + static_cast<std::ptrdiff_t>(k) * sk;
+                        T* d = dst + k * P;
+                        for (std::size_t r = 0; r < P; ++r)
+                        {
+                            d[r] = s[r];
+                        }
+                    }
+                }
+                else
+                {
+                    for (std::size_t k = 0; k < kc; ++k)
+                    {
+                        const T* s = src + static_cast<std::ptrdiff_t>(k) * sk;
+                        T* d = dst + k * P;
+                        std::size_t r = 0;
+                        for (; r < rows; ++r)
+                        {
+                            d[r] = s[r];
+                        }
+                        for (; r < P; ++r)
+                        {
+                            d[r] = T(0);
+                        }
+                    }
+                }
+            }
+            else if (sk == 1)
+            {
+                // Contiguous along k: a blocked transpose, one cache line of k at a time so the
+                // written block of the panel stays in L1.
+                constexpr std::size_t KB = 64 / sizeof(T);
+                for (std::size_t k0 = 0; k0 < kc; k0 += KB)
+                {
+                    const std::size_t kb = std::min(KB, kc - k0);
+                    for (std::size_t r = 0; r < rows; ++r)
+                    {
+                        const T* s = src + static_cast<std::ptrdiff_t>(r) * sr + k0;
+                        T* d = dst + k0 * P + r;
+                        for (std::size_t k = 0; k < kb; ++k)
+                        {
+                            d[k * P] = s[k];
+                        }
+                    }
+                    for (std::size_t r = rows; r < P; ++r)
+                    {
+                        T* d = dst + k0 * P + r;
+                        for (std::size_t k = 0; k < kb; ++k)
+                        {
+                            d[k * P] = T(0);
+                        }
+                    }
+                }
+            }
+            else
+            {
+                for (std::size_t k = 0; k < kc; ++k)
+                {
+                    const T* s = src + static_cast<std::ptrdiff_t>(k) * sk;
+                    T* d = dst + k * P;
+                    std::size_t r = 0;
+                    for (; r < rows; ++r)
+                    {
+                        d[r] = s[static_cast<std::ptrdiff_t>(r) * sr];
+                    }
+                    for (; r < P; ++r)
+                    {
+                        d[r] = T(0);
+                    }
+                }
+            }
+        }
+
+        /// Packs blocks of a strided A (M x K) into mr-row panels.
+        template <class T, class Arch = gemm_arch>
+        struct strided_a_packer
+        {
+            matrix_view<const T> a;
+
+            void operator()(std::size_t i0, std::size_t mc, std::size_t k0, std::size_t kc, T* dst) const noexcept
+            {
+                constexpr std::size_t MR = gemm_traits<T, Arch>::mr;
+                for (std::size_t i = 0; i < mc; i += MR)
+                {
+                    const T* src = &a(static_cast<std::ptrdiff_t>(i0 + i), static_cast<std::ptrdiff_t>(k0));
+                    gemm_pack_panel<T, MR>(src, a.cs, a.rs, std::min(MR, mc - i), kc, dst);
+                    dst += MR * kc;
+                }
+            }
+        };
+
+        /// Packs blocks of a strided B (K x N) into nr-column panels.
+        template <class T, class Arch = gemm_arch>
+        struct strided_b_packer
+        {
+            matrix_view<const T> b;
+
+            void operator()(std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nc, T* dst) const noexcept
+            {
+                constexpr std::size_t NR = gemm_traits<T, Arch>::nr;
+                for (std::size_t j = 0; j < nc; j += NR)
+                {
+                    const T* src = &b(static_cast<std::ptrdiff_t>(k0), static_cast<std::ptrdiff_t>(j0 + j));
+                    gemm_pack_panel<T, NR>(src, b.rs, b.cs, std::min(NR, nc - j), kc, dst);
+                    dst += kc * NR;
+                }
+            }
+        };
+
+        /// A B packer built from a function that produces row segments of B:
+        ///   row(std::size_t k, std::size_t j, std::size_t n, T* out)
+        /// must write B(k, j), B(k, j + 1), ..., B(k, j + n - 1) to out[0], ..., out[n - 1], with
+        /// n <= nr. It is called once per packed row of each panel, writing straight into the
+        /// panel, so no intermediate matrix exists. For a convolution, row k = (channel, ky, kx)
+        /// of the im2col matrix and columns j = output pixels: a segment is a strided run of one
+        /// input row (zeros where it reaches into the padding).
+        template <class T, class RowFn, class Arch = gemm_arch>
+        struct row_segment_b_packer
+        {
+            RowFn row;
+
+            void operator()(std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nc, T* dst) const
+            {
+                constexpr std::size_t NR = gemm_traits<T, Arch>::nr;
+                for (std::size_t j = 0; j < nc; j += NR)
+                {
+                    const std::size_t n = std::min(NR, nc - j);
+                    for (std::size_t k = 0; k < kc; ++k)
+                    {
+                        T* d = dst + k * NR;
+                        row(k0 + k, j0 + j, n, d);
+                        for (std::size_t c = n; c < NR; ++c)
+                        {
+                            d[c] = T(0);
+                        }
+                    }
+                    dst += kc * NR;
+                }
+            }
+        };
+
+        template <class T, class Arch = gemm_arch, class RowFn>
+        row_segment_b_packer<T, RowFn, Arch> make_row_segment_b_packer(RowFn row)
+        {
+            return {std::move(row)};
+        }
+    }  // namespace detail
+}  // namespace xconv
+
+#endif
