@@ -1,0 +1,193 @@
+// Times xconv's functional convolutions on the shape suite (bench/suite.txt).
+//
+//   bench_conv <suite.txt> [--dtype float|double] [--pass forward|forward_backward]
+//              [--reps N] [--only NAME]
+//
+// Prints one line per shape: name, pass, dtype, threads, median seconds, GFLOP/s (forward FLOPs;
+// a forward+backward pass is counted as three times the forward work). Threads: OMP_NUM_THREADS
+// when built with XCONV_USE_OPENMP, else 1.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <xconv/xconv.hpp>
+
+#ifdef XCONV_USE_OPENMP
+#include <omp.h>
+#endif
+
+namespace
+{
+    struct shape_row
+    {
+        std::string name, kind;
+        std::size_t n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw, dh, dw, groups, oph, opw;
+    };
+
+    std::vector<shape_row> read_suite(const std::string& path)
+    {
+        std::ifstream in(path);
+        if (!in)
+        {
+            throw std::runtime_error("cannot open " + path);
+        }
+        std::vector<shape_row> rows;
+        std::string line;
+        while (std::getline(in, line))
+        {
+            if (line.empty() || line[0] == '#')
+            {
+                continue;
+            }
+            std::istringstream is(line);
+            shape_row r;
+            is >> r.name >> r.kind >> r.n >> r.c_in >> r.h >> r.w >> r.c_out >> r.kh >> r.kw >> r.sh >> r.sw >> r.ph
+                >> r.pw >> r.dh >> r.dw >> r.groups >> r.oph >> r.opw;
+            if (!is)
+            {
+                throw std::runtime_error("bad suite line: " + line);
+            }
+            rows.push_back(r);
+        }
+        return rows;
+    }
+
+    template <class T, std::size_t N>
+    xt::xtensor<T, N> random_tensor(const std::array<std::size_t, N>& shape, std::mt19937& gen)
+    {
+        xt::xtensor<T, N> t(shape);
+        std::uniform_real_distribution<T> u(-1, 1);
+        for (auto& v : t)
+        {
+            v = u(gen);
+        }
+        return t;
+    }
+
+    template <class F>
+    double median_seconds(F&& f, int reps)
+    {
+        f();  // warm-up
+        std::vector<double> times;
+        for (int i = 0; i < reps; ++i)
+        {
+            const auto t0 = std::chrono::steady_clock::now();
+            f();
+            const auto t1 = std::chrono::steady_clock::now();
+            times.push_back(std::chrono::duration<double>(t1 - t0).count());
+        }
+        std::sort(times.begin(), times.end());
+        return times[times.size() / 2];
+    }
+
+    template <class T>
+    void run(const shape_row& r, bool backward, int reps, int threads, const char* dtype)
+    {
+        std::mt19937 gen(42);
+        const auto g = r.groups;
+        xt::xtensor<T, 4> x = random_tensor<T, 4>({r.n, r.c_in, r.h, r.w}, gen);
+        xt::xtensor<T, 1> b = random_tensor<T, 1>({r.c_out}, gen);
+        double flops = 0;
+        double seconds = 0;
+        if (r.kind == "conv")
+        {
+            xconv::conv2d_options o;
+            o.stride = {r.sh, r.sw};
+            o.padding = {r.ph, r.pw};
+            o.dilation = {r.dh, r.dw};
+            o.groups = g;
+            xt::xtensor<T, 4> w = random_tensor<T, 4>({r.c_out, r.c_in / g, r.kh, r.kw}, gen);
+            auto y = xconv::conv2d(x, w, b, o);
+            flops = 2.0 * double(y.size()) * double(r.c_in / g * r.kh * r.kw);
+            xt::xtensor<T, 4> gy = random_tensor<T, 4>({y.shape()[0], y.shape()[1], y.shape()[2], y.shape()[3]}, gen);
+            seconds = median_seconds(
+                [&] {
+                    auto out = xconv::conv2d(x, w, b, o);
+                    if (backward)
+                    {
+                        auto grads = xconv::conv2d_backward(gy, x, w, o);
+                    }
+                },
+                reps);
+        }
+        else
+        {
+            xconv::conv_transpose2d_options o;
+            o.stride = {r.sh, r.sw};
+            o.padding = {r.ph, r.pw};
+            o.dilation = {r.dh, r.dw};
+            o.output_padding = {r.oph, r.opw};
+            o.groups = g;
+            xt::xtensor<T, 4> w = random_tensor<T, 4>({r.c_in, r.c_out / g, r.kh, r.kw}, gen);
+            auto y = xconv::conv_transpose2d(x, w, b, o);
+            flops = 2.0 * double(x.size()) * double(r.c_out / g * r.kh * r.kw);
+            xt::xtensor<T, 4> gy = random_tensor<T, 4>({y.shape()[0], y.shape()[1], y.shape()[2], y.shape()[3]}, gen);
+            seconds = median_seconds(
+                [&] {
+                    auto out = xconv::conv_transpose2d(x, w, b, o);
+                    if (backward)
+                    {
+                        auto grads = xconv::conv_transpose2d_backward(gy, x, w, o);
+                    }
+                },
+                reps);
+        }
+        const double work = backward ? 3 * flops : flops;
+        std::printf("%-16s %-16s %-6s %d %.6e %.2f\n", r.name.c_str(), backward ? "forward_backward" : "forward", dtype,
+                    threads, seconds, work / seconds * 1e-9);
+        std::fflush(stdout);
+    }
+}
+
+int main(int argc, char** argv)
+{
+    if (argc < 2)
+    {
+        std::cerr << "usage: bench_conv <suite.txt> [--dtype float|double] [--pass forward|forward_backward] "
+                     "[--reps N] [--only NAME]\n";
+        return 2;
+    }
+    std::string dtype = "float", pass = "forward", only;
+    int reps = 5;
+    for (int i = 2; i + 1 < argc; i += 2)
+    {
+        const std::string k = argv[i], v = argv[i + 1];
+        if (k == "--dtype") dtype = v;
+        else if (k == "--pass") pass = v;
+        else if (k == "--reps") reps = std::atoi(v.c_str());
+        else if (k == "--only") only = v;
+        else
+        {
+            std::cerr << "unknown option " << k << "\n";
+            return 2;
+        }
+    }
+    int threads = 1;
+#ifdef XCONV_USE_OPENMP
+    threads = omp_get_max_threads();
+#endif
+    const bool backward = pass == "forward_backward";
+    for (const auto& r : read_suite(argv[1]))
+    {
+        if (!only.empty() && r.name != only)
+        {
+            continue;
+        }
+        if (dtype == "double")
+        {
+            run<double>(r, backward, reps, threads, "double");
+        }
+        else
+        {
+            run<float>(r, backward, reps, threads, "float");
+        }
+    }
+    return 0;
+}
