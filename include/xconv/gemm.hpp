@@ -6,8 +6,17 @@
 // with A of M x K, B of K x N and C of M x N, each given as a strided view: element (i, j) of a
 // view lives at data[i * row_stride + j * col_stride]. A row-major matrix has (ld, 1), its
 // transpose (1, ld), so one routine serves the plain, the transposed-A and the transposed-B
-// products the convolution passes need. Each element of C is reduced over k in increasing order
-// in one accumulator chain per k-block, independent of any threading, so results are reproducible.
+// products the convolution passes need. C must not overlap A or B.
+//
+// Reproducibility: the built-in kernel reduces each element of C in one accumulator chain,
+// acc = acc + A(i, k) * B(k, j) for k = 0, 1, ..., K - 1 in increasing order, started from C(i, j)
+// (accumulate) or zero, fused multiply-adds where the instruction set has them. K is never split
+// between threads, so the result depends neither on the thread count nor on the block sizes.
+//
+// Pieces (BLIS structure): detail/gemm_traits.hpp (instruction set, block sizes),
+// detail/gemm_kernel.hpp (micro-kernel), detail/gemm_pack.hpp (packed layouts, packers),
+// detail/gemm_driver.hpp (loop nest, scratch buffers, epilogues), detail/gemm_blas.hpp (optional
+// CBLAS dispatch when XCONV_USE_BLAS is defined).
 #ifndef XCONV_GEMM_HPP
 #define XCONV_GEMM_HPP
 
@@ -16,34 +25,14 @@
 #include <cstdint>
 
 #include "config.hpp"
+#include "detail/gemm_blas.hpp"
+#include "detail/gemm_driver.hpp"
+#include "detail/gemm_pack.hpp"
+#include "detail/gemm_traits.hpp"
+#include "detail/gemm_view.hpp"
 
 namespace xconv
 {
-    /// A strided, non-owning view of a matrix: element (i, j) is data[i * rs + j * cs].
-    template <class T>
-    struct matrix_view
-    {
-        T* data = nullptr;
-        std::ptrdiff_t rs = 0;  // row stride
-        std::ptrdiff_t cs = 1;  // column stride
-
-        T& operator()(std::ptrdiff_t i, std::ptrdiff_t j) const noexcept { return data[i * rs + j * cs]; }
-    };
-
-    /// A row-major matrix with leading dimension ld.
-    template <class T>
-    matrix_view<T> row_major(T* data, std::ptrdiff_t ld) noexcept
-    {
-        return {data, ld, 1};
-    }
-
-    /// The transpose of a row-major matrix with leading dimension ld.
-    template <class T>
-    matrix_view<T> transposed(T* data, std::ptrdiff_t ld) noexcept
-    {
-        return {data, 1, ld};
-    }
-
     namespace detail
     {
         /// Reference kernel: plain loops, the oracle the fast kernel is tested against.
@@ -69,9 +58,59 @@ namespace xconv
                 }
             }
         }
+
+        /// The transpose of a view (no data moves).
+        template <class T>
+        matrix_view<T> gemm_transpose_view(matrix_view<T> v) noexcept
+        {
+            return {v.data, v.cs, v.rs};
+        }
+
+        /// Whether computing C^T = B^T * A^T is cheaper than C = A * B for the built-in kernel.
+        /// The micro-kernel vectorises along the columns of C, so a column count that is small or
+        /// far from a multiple of the vector width wastes lanes; the transposed product writes C
+        /// through the slower strided-tile path, so it is taken only when it saves clearly.
+        template <class T, class Arch = gemm_arch>
+        bool gemm_prefer_transposed(std::size_t M, std::size_t N, matrix_view<T> C) noexcept
+        {
+            constexpr std::size_t L = gemm_traits<T, Arch>::lanes;
+            const auto padded = [](std::size_t n) { return (n + L - 1) / L * L; };
+            const double plain = static_cast<double>(M) * static_cast<double>(padded(N)) * (C.cs == 1 ? 1.0 : 1.15);
+            const double swapped = static_cast<double>(N) * static_cast<double>(padded(M)) * (C.rs == 1 ? 1.0 : 1.15);
+            return swapped < plain * 0.9;
+        }
+
+        /// The built-in blocked kernel on strided views (what gemm runs without XCONV_USE_BLAS).
+        template <class T, class Arch = gemm_arch>
+        void gemm_strided(std::size_t M,
+                          std::size_t N,
+                          std::size_t K,
+                          matrix_view<const T> A,
+                          matrix_view<const T> B,
+                          matrix_view<T> C,
+                          bool accumulate)
+        {
+            if (gemm_prefer_transposed<T, Arch>(M, N, C))
+            {
+                // C^T (N x M) = B^T (N x K) * A^T (K x M): the same chains, bit for bit.
+                gemm_driver<T, Arch>(N,
+                                     M,
+                                     K,
+                                     strided_a_packer<T, Arch>{gemm_transpose_view(B)},
+                                     strided_b_packer<T, Arch>{gemm_transpose_view(A)},
+                                     gemm_transpose_view(C),
+                                     accumulate);
+            }
+            else
+            {
+                gemm_driver<T, Arch>(M, N, K, strided_a_packer<T, Arch>{A}, strided_b_packer<T, Arch>{B}, C, accumulate);
+            }
+        }
     }  // namespace detail
 
     /// C (M x N) = [C +] A (M x K) * B (K x N). See the contract at the top of this header.
+    /// With XCONV_USE_BLAS defined, views BLAS can take (unit stride in one dimension) go to
+    /// cblas_sgemm / cblas_dgemm; everything else runs the built-in kernel.
     template <class T>
     void gemm(std::size_t M,
               std::size_t N,
@@ -85,53 +124,13 @@ namespace xconv
         {
             return;
         }
-        // Cache-blocked i-k-j loop: for a row-major C and B the inner loop is contiguous.
-        constexpr std::size_t MB = 64, KB = 256, NB = 512;
-        if (!accumulate)
+#if defined(XCONV_USE_BLAS)
+        if (detail::gemm_blas<T>(M, N, K, A, B, C, accumulate))
         {
-            for (std::size_t i = 0; i < M; ++i)
-            {
-                for (std::size_t j = 0; j < N; ++j)
-                {
-                    C(i, j) = T(0);
-                }
-            }
+            return;
         }
-        for (std::size_t j0 = 0; j0 < N; j0 += NB)
-        {
-            const std::size_t j1 = std::min(N, j0 + NB);
-            for (std::size_t k0 = 0; k0 < K; k0 += KB)
-            {
-                const std::size_t k1 = std::min(K, k0 + KB);
-                for (std::size_t i0 = 0; i0 < M; i0 += MB)
-                {
-                    const std::size_t i1 = std::min(M, i0 + MB);
-                    for (std::size_t i = i0; i < i1; ++i)
-                    {
-                        T* c = &C(i, j0);
-                        for (std::size_t k = k0; k < k1; ++k)
-                        {
-                            const T a = A(i, k);
-                            const T* b = &B(k, j0);
-                            if (C.cs == 1 && B.cs == 1)
-                            {
-                                for (std::size_t j = 0; j < j1 - j0; ++j)
-                                {
-                                    c[j] += a * b[j];
-                                }
-                            }
-                            else
-                            {
-                                for (std::size_t j = 0; j < j1 - j0; ++j)
-                                {
-                                    c[j * C.cs] += a * b[j * B.cs];
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+#endif
+        detail::gemm_strided<T>(M, N, K, A, B, C, accumulate);
     }
 }  // namespace xconv
 

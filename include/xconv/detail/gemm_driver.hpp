@@ -1,0 +1,354 @@
+// xconv: the GEMM loop nest (GotoBLAS / BLIS structure) around packers and the micro-kernel.
+//
+//   for jc in [0, N) step nc                      columns of C and B
+//     for pc in [0, K) step kc                    depth; never split across threads
+//       pack B(pc : pc+kc, jc : jc+nc)            -> packed B block (kc x nc), shared
+//       for ic in [0, M) step mc                  rows of C and A      } independent C blocks:
+//         pack A(ic : ic+mc, pc : pc+kc)          -> packed A block    } the OpenMP loop
+//         for jr in [0, nc) step nr               (macro-kernel)
+//           for ir in [0, mc) step mr
+//             micro-kernel: C(ir, jr) tile [+]= A panel * B panel
+//
+// C is read only when accumulate is true or after the first k-block (the micro-kernel then
+// continues each element's accumulator chain from the value stored after the previous block), so
+// every element of C is one fma chain over k = 0 .. K-1 in increasing order: the result does not
+// depend on the block sizes, on the number of threads, or on where the element sits in a tile.
+//
+// Scratch memory: each thread keeps one 64-byte aligned buffer per element type for the packed A
+// block and one for the packed B block, grown to at most mc*kc and kc*nc elements and reused by
+// every later call (no allocation in the steady state). The packers run inside the driver, so a
+// packer must not itself call gemm on the same thread.
+#ifndef XCONV_DETAIL_GEMM_DRIVER_HPP
+#define XCONV_DETAIL_GEMM_DRIVER_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <new>
+#include <type_traits>
+
+#if defined(XCONV_USE_OPENMP)
+#include <omp.h>
+#endif
+
+#include "gemm_kernel.hpp"
+#include "gemm_pack.hpp"
+#include "gemm_traits.hpp"
+#include "gemm_view.hpp"
+
+namespace xconv
+{
+    namespace detail
+    {
+        /// Epilogue that does nothing (the default).
+        struct gemm_no_epilogue
+        {
+            template <class T>
+            void operator()(std::size_t, std::size_t, std::size_t, std::size_t, matrix_view<T>) const noexcept
+            {
+            }
+        };
+
+        /// Epilogue adding bias[i] to every element of row i of C (a convolution's per-channel
+        /// bias when C is [C_out, H_out * W_out]).
+        template <class T>
+        struct gemm_row_bias_epilogue
+        {
+            const T* bias;
+
+            void operator()(std::size_t i0, std::size_t, std::size_t m, std::size_t n, matrix_view<T> c) const noexcept
+            {
+                for (std::size_t r = 0; r < m; ++r)
+                {
+                    const T b = bias[i0 + r];
+                    for (std::size_t j = 0; j < n; ++j)
+                    {
+                        c(static_cast<std::ptrdiff_t>(r), static_cast<std::ptrdiff_t>(j)) += b;
+                    }
+                }
+            }
+        };
+
+        /// 64-byte aligned scratch buffer that only grows.
+        template <class T>
+        class gemm_buffer
+        {
+        public:
+            gemm_buffer() = default;
+            gemm_buffer(const gemm_buffer&) = delete;
+            gemm_buffer& operator=(const gemm_buffer&) = delete;
+            ~gemm_buffer() { release(); }
+
+            T* get(std::size_t n)
+            {
+                if (n > m_capacity)
+                {
+                    release();
+                    m_data = static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{alignment}));
+                    m_capacity = n;
+                }
+                return m_data;
+            }
+
+        private:
+            static constexpr std::size_t alignment = 64;
+
+            void release() noexcept
+            {
+                if (m_data != nullptr)
+                {
+                    ::operator delete(m_data, std::align_val_t{alignment});
+                    m_data = nullptr;
+                    m_capacity = 0;
+                }
+            }
+
+            T* m_data = nullptr;
+            std::size_t m_capacity = 0;
+        };
+
+        /// The calling thread's packing buffers for element type T.
+        template <class T>
+        struct gemm_workspace
+        {
+            gemm_buffer<T> a;
+            gemm_buffer<T> b;
+
+            static gemm_workspace& local()
+            {
+                thread_local gemm_workspace ws;
+                return ws;
+            }
+        };
+
+        /// Copies an m x n block between C (strided) and a row-major tile with leading dimension ld.
+        template <class T>
+        inline void gemm_copy_tile_in(matrix_view<T> c, std::size_t m, std::size_t n, T* tile, std::size_t ld) noexcept
+        {
+            for (std::size_t r = 0; r < m; ++r)
+            {
+                for (std::size_t j = 0; j < n; ++j)
+                {
+                    tile[r * ld + j] = c(static_cast<std::ptrdiff_t>(r), static_cast<std::ptrdiff_t>(j));
+                }
+            }
+        }
+
+        template <class T>
+        inline void gemm_copy_tile_out(const T* tile, std::size_t ld, std::size_t m, std::size_t n, matrix_view<T> c) noexcept
+        {
+            if (c.rs == 1)
+            {
+                for (std::size_t j = 0; j < n; ++j)
+                {
+                    T* col = &c(0, static_cast<std::ptrdiff_t>(j));
+                    for (std::size_t r = 0; r < m; ++r)
+                    {
+                        col[r] = tile[r * ld + j];
+                    }
+                }
+            }
+            else
+            {
+                for (std::size_t r = 0; r < m; ++r)
+                {
+                    for (std::size_t j = 0; j < n; ++j)
+                    {
+                        c(static_cast<std::ptrdiff_t>(r), static_cast<std::ptrdiff_t>(j)) = tile[r * ld + j];
+                    }
+                }
+            }
+        }
+
+        /// Runs the micro-kernel over an mc x nc block of C from a packed A block and a packed B
+        /// block (columns [j_begin, j_end) of the block only, both multiples of nr or j_end = nc).
+        /// c is the block's top-left corner; (i_off, j_off) its position in the whole C, for the
+        /// epilogue, which runs on each tile after the last k-block when `last` is set.
+        template <class T, class Arch, class Epilogue>
+        void gemm_macrokernel(std::size_t mc,
+                              std::size_t j_begin,
+                              std::size_t j_end,
+                              std::size_t kc,
+                              const T* a_packed,
+                              const T* b_packed,
+                              matrix_view<T> c,
+                              bool load_c,
+                              bool last,
+                              std::size_t i_off,
+                              std::size_t j_off,
+                              const Epilogue& epilogue)
+        {
+            using traits = gemm_traits<T, Arch>;
+            constexpr std::size_t MR = traits::mr;
+            constexpr std::size_t NR = traits::nr;
+            constexpr std::size_t NV = traits::nv;
+            constexpr std::size_t L = traits::lanes;
+            constexpr bool has_epilogue = !std::is_same<Epilogue, gemm_no_epilogue>::value;
+
+            for (std::size_t jr = j_begin; jr < j_end; jr += NR)
+            {
+                const std::size_t n = std::min(NR, j_end - jr);
+                const std::size_t nv = (n + L - 1) / L;
+                const T* b = b_packed + jr * kc;
+                for (std::size_t ir = 0; ir < mc; ir += MR)
+                {
+                    const std::size_t m = std::min(MR, mc - ir);
+                    const T* a = a_packed + ir * kc;
+                    matrix_view<T> tile{&c(static_cast<std::ptrdiff_t>(ir), static_cast<std::ptrdiff_t>(jr)), c.rs, c.cs};
+                    if (c.cs == 1 && m == MR && n == NR)
+                    {
+                        gemm_microkernel<T, Arch, MR, NV>(kc, a, b, tile.data, c.rs, load_c);
+                    }
+                    else if (c.cs == 1 && n == nv * L)
+                    {
+                        gemm_microkernel_table<T, Arch>::get(m, nv)(kc, a, b, tile.data, c.rs, load_c);
+                    }
+                    else
+                    {
+                        alignas(64) T buffer[MR * NR];
+                        if (load_c)
+                        {
+                            gemm_copy_tile_in(tile, m, n, buffer, NR);
+                        }
+                        gemm_microkernel_table<T, Arch>::get(m, nv)(kc, a, b, buffer, NR, load_c);
+                        gemm_copy_tile_out(buffer, NR, m, n, tile);
+                    }
+                    if constexpr (has_epilogue)
+                    {
+                        if (last)
+                        {
+                            epilogue(i_off + ir, j_off + jr, m, n, tile);
+                        }
+                    }
+                }
+            }
+        }
+
+        /// C (M x N) = [C +] A (M x K) * B (K x N), then epilogue, with A and B produced block by
+        /// block by the packers (see gemm_pack.hpp for their interface and the packed layouts).
+        ///
+        /// epilogue(i0, j0, m, n, c) is called exactly once for every element of C, after its
+        /// final value is stored, on m x n blocks: c(r, j) is C(i0 + r, j0 + j). Its default does
+        /// nothing; gemm_row_bias_epilogue adds a per-row bias.
+        template <class T, class Arch = gemm_arch, class PackA, class PackB, class Epilogue = gemm_no_epilogue>
+        void gemm_driver(std::size_t M,
+                         std::size_t N,
+                         std::size_t K,
+                         const PackA& pack_a,
+                         const PackB& pack_b,
+                         matrix_view<T> C,
+                         bool accumulate,
+                         const Epilogue& epilogue = Epilogue{})
+        {
+            using traits = gemm_traits<T, Arch>;
+            constexpr std::size_t MR = traits::mr;
+            constexpr std::size_t NR = traits::nr;
+            constexpr std::size_t MC = traits::mc;
+            constexpr std::size_t KC = traits::kc;
+            constexpr std::size_t NC = traits::nc;
+            static_assert(MC % MR == 0 && NC % NR == 0, "mc and nc must be multiples of the register tile");
+
+            if (M == 0 || N == 0)
+            {
+                return;
+            }
+            if (K == 0)
+            {
+                // No product: C keeps its value or becomes zero.
+                if (!accumulate)
+                {
+                    for (std::size_t i = 0; i < M; ++i)
+                    {
+                        for (std::size_t j = 0; j < N; ++j)
+                        {
+                            C(static_cast<std::ptrdiff_t>(i), static_cast<std::ptrdiff_t>(j)) = T(0);
+                        }
+                    }
+                }
+                if constexpr (!std::is_same<Epilogue, gemm_no_epilogue>::value)
+                {
+                    epilogue(0, 0, M, N, C);
+                }
+                return;
+            }
+
+            gemm_workspace<T>& ws = gemm_workspace<T>::local();
+            const std::size_t kc_max = std::min(KC, K);
+            const std::size_t nc_max = std::min(NC, (N + NR - 1) / NR * NR);
+            T* b_packed = ws.b.get(kc_max * nc_max);
+            const std::size_t n_ic = (M + MC - 1) / MC;
+
+#if defined(XCONV_USE_OPENMP)
+            // Parallel only for products big enough to pay for a team, and not when already
+            // inside a parallel region (the caller then parallelises over something else).
+            const bool parallel = !omp_in_parallel() && omp_get_max_threads() > 1
+                                  && static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) >= 262144.0;
+#endif
+
+            for (std::size_t jc = 0; jc < N; jc += NC)
+            {
+                const std::size_t nc = std::min(NC, N - jc);
+                const std::size_t n_panels = (nc + NR - 1) / NR;
+                for (std::size_t pc = 0; pc < K; pc += KC)
+                {
+                    const std::size_t kc = std::min(KC, K - pc);
+                    const bool load_c = accumulate || pc > 0;
+                    const bool last = pc + kc == K;
+
+#if defined(XCONV_USE_OPENMP)
+                    // Panels are independent: pack them in parallel.
+#pragma omp parallel for schedule(static) if (parallel)
+                    for (std::ptrdiff_t q = 0; q < static_cast<std::ptrdiff_t>(n_panels); ++q)
+                    {
+                        const std::size_t j = static_cast<std::size_t>(q) * NR;
+                        pack_b(pc, kc, jc + j, std::min(NR, nc - j), b_packed + j * kc);
+                    }
+
+                    // Tasks are (ic block, group of B panels): independent blocks of C, each
+                    // reduced over the same k-block by one thread. Groups split the columns when
+                    // there are too few row blocks to keep every thread busy.
+                    const std::size_t threads = parallel ? static_cast<std::size_t>(omp_get_max_threads()) : 1;
+                    const std::size_t groups =
+                        std::min(n_panels, std::max<std::size_t>(1, (4 * threads + n_ic - 1) / n_ic));
+                    const std::size_t panels_per_group = (n_panels + groups - 1) / groups;
+                    const std::size_t n_groups = (n_panels + panels_per_group - 1) / panels_per_group;
+#pragma omp parallel if (parallel)
+                    {
+                        T* a_packed = gemm_workspace<T>::local().a.get(std::min(MC, (M + MR - 1) / MR * MR) * kc_max);
+                        std::size_t packed_ic = static_cast<std::size_t>(-1);
+#pragma omp for schedule(static)
+                        for (std::ptrdiff_t t = 0; t < static_cast<std::ptrdiff_t>(n_ic * n_groups); ++t)
+                        {
+                            const std::size_t ic = static_cast<std::size_t>(t) / n_groups * MC;
+                            const std::size_t g = static_cast<std::size_t>(t) % n_groups;
+                            const std::size_t mc = std::min(MC, M - ic);
+                            if (ic != packed_ic)
+                            {
+                                pack_a(ic, mc, pc, kc, a_packed);
+                                packed_ic = ic;
+                            }
+                            const std::size_t j_begin = g * panels_per_group * NR;
+                            const std::size_t j_end = std::min(nc, j_begin + panels_per_group * NR);
+                            matrix_view<T> c{&C(static_cast<std::ptrdiff_t>(ic), static_cast<std::ptrdiff_t>(jc)), C.rs, C.cs};
+                            gemm_macrokernel<T, Arch>(mc, j_begin, j_end, kc, a_packed, b_packed, c, load_c, last, ic, jc, epilogue);
+                        }
+                    }
+#else
+                    (void) n_panels;
+                    pack_b(pc, kc, jc, nc, b_packed);
+                    T* a_packed = ws.a.get(std::min(MC, (M + MR - 1) / MR * MR) * kc_max);
+                    for (std::size_t ic = 0; ic < M; ic += MC)
+                    {
+                        const std::size_t mc = std::min(MC, M - ic);
+                        pack_a(ic, mc, pc, kc, a_packed);
+                        matrix_view<T> c{&C(static_cast<std::ptrdiff_t>(ic), static_cast<std::ptrdiff_t>(jc)), C.rs, C.cs};
+                        gemm_macrokernel<T, Arch>(mc, 0, nc, kc, a_packed, b_packed, c, load_c, last, ic, jc, epilogue);
+                    }
+                    (void) n_ic;
+#endif
+                }
+            }
+        }
+    }  // namespace detail
+}  // namespace xconv
+
+#endif
