@@ -18,6 +18,7 @@
 #include <xtensor/xarray.hpp>
 #include <xtensor/xtensor.hpp>
 
+#include "detail/direct.hpp"
 #include "gemm.hpp"
 #include "options.hpp"
 #include "unfold.hpp"
@@ -63,6 +64,11 @@ namespace xconv
                              T* grid,
                              std::vector<T>& scratch)
         {
+            if (prefer_direct(Cp, Cg))
+            {
+                direct_forward(win, Cp, Cg, W, plane, grid);
+                return;
+            }
             const std::int64_t K = Cp * win.taps();
             const std::int64_t L = win.blocks();
             const T* cols = plane;
@@ -86,6 +92,11 @@ namespace xconv
                                    T* plane,
                                    std::vector<T>& scratch)
         {
+            if (prefer_direct(Cp, Cg))
+            {
+                direct_backward_data(win, Cp, Cg, W, grid, plane);
+                return;
+            }
             const std::int64_t K = Cp * win.taps();
             const std::int64_t L = win.blocks();
             if (is_identity(win))
@@ -110,6 +121,11 @@ namespace xconv
                                      T* Wgrad,
                                      std::vector<T>& scratch)
         {
+            if (prefer_direct(Cp, Cg))
+            {
+                direct_backward_weight(win, Cp, Cg, grid, plane, Wgrad);
+                return;
+            }
             const std::int64_t K = Cp * win.taps();
             const std::int64_t L = win.blocks();
             const T* cols = plane;
