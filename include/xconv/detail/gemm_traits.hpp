@@ -2,8 +2,9 @@
 //
 // The instruction set is fixed at compile time by the architecture flags of the translation unit
 // (xsimd::default_arch: -march=native on an AVX-512 machine gives avx512, -mavx2 -mfma gives
-// fma3<avx2>, plain x86-64 gives sse2). Defining XCONV_GEMM_NO_SIMD, or compiling for a target
-// xsimd does not support, selects the portable scalar kernel instead.
+// fma3<avx2>, plain x86-64 gives sse2). xsimd is used when XCONV_USE_XSIMD is defined or its
+// header is found; defining XCONV_GEMM_NO_SIMD, or compiling for a target xsimd does not support,
+// selects the portable scalar kernel instead.
 //
 // Every block size of the GEMM lives in gemm_traits below and nowhere else.
 #ifndef XCONV_DETAIL_GEMM_TRAITS_HPP
@@ -13,10 +14,16 @@
 #include <type_traits>
 
 #if !defined(XCONV_GEMM_NO_SIMD)
+#if defined(XCONV_USE_XSIMD) || !defined(__has_include)
 #include <xsimd/xsimd.hpp>
-#if defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+#elif __has_include(<xsimd/xsimd.hpp>)
+#include <xsimd/xsimd.hpp>
+#else
 #define XCONV_GEMM_NO_SIMD
 #endif
+#endif
+#if !defined(XCONV_GEMM_NO_SIMD) && defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+#define XCONV_GEMM_NO_SIMD
 #endif
 
 namespace xconv
