@@ -1,0 +1,51 @@
+# Keeps the README honest.
+#   MODE=snippet: the README's quickstart (the ```cpp block after the line
+#                 "<!-- quickstart: examples/quickstart.cpp -->") equals examples/quickstart.cpp.
+#   MODE=ci:      the README's test command (the ```sh block after "<!-- test command -->")
+#                 appears verbatim in .ci/run.
+#   cmake -DMODE=... -DSOURCE_DIR=<repo> -P check_readme.cmake
+
+file(READ "${SOURCE_DIR}/README.md" readme)
+
+function(block_after marker fence out)
+  string(FIND "${readme}" "${marker}" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "README.md has no line '${marker}'")
+  endif()
+  string(SUBSTRING "${readme}" ${at} -1 rest)
+  string(FIND "${rest}" "${fence}\n" open)
+  if(open EQUAL -1)
+    message(FATAL_ERROR "README.md: no ${fence} block after '${marker}'")
+  endif()
+  string(LENGTH "${fence}\n" n)
+  math(EXPR open "${open} + ${n}")
+  string(SUBSTRING "${rest}" ${open} -1 rest)
+  string(FIND "${rest}" "```\n" close)
+  if(close EQUAL -1)
+    message(FATAL_ERROR "README.md: unterminated block after '${marker}'")
+  endif()
+  string(SUBSTRING "${rest}" 0 ${close} block)
+  set(${out} "${block}" PARENT_SCOPE)
+endfunction()
+
+if(MODE STREQUAL "snippet")
+  block_after("<!-- quickstart: examples/quickstart.cpp -->" "```cpp" snippet)
+  file(READ "${SOURCE_DIR}/examples/quickstart.cpp" source)
+  if(NOT snippet STREQUAL source)
+    file(WRITE "${CMAKE_CURRENT_BINARY_DIR}/readme_snippet.cpp" "${snippet}")
+    message(FATAL_ERROR "the README's quickstart differs from examples/quickstart.cpp "
+                        "(the README's version is in ${CMAKE_CURRENT_BINARY_DIR}/readme_snippet.cpp)")
+  endif()
+  message(STATUS "the README's quickstart is examples/quickstart.cpp")
+elseif(MODE STREQUAL "ci")
+  block_after("<!-- test command -->" "```sh" command)
+  string(STRIP "${command}" command)
+  file(READ "${SOURCE_DIR}/.ci/run" ci)
+  string(FIND "${ci}" "${command}" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "the README's test command is not in .ci/run:\n${command}")
+  endif()
+  message(STATUS ".ci/run runs the README's test command:\n${command}")
+else()
+  message(FATAL_ERROR "unknown MODE '${MODE}'")
+endif()
