@@ -542,6 +542,10 @@ namespace xconv
                 fail(where, "groups must be positive, got 0");
             }
             const auto g = static_cast<std::int64_t>(opt.groups);
+            if (g < 0)
+            {
+                fail(where, "groups must be positive, got ", opt.groups);
+            }
             const auto w_in = static_cast<std::int64_t>(weight_shape[0]);
             const auto c_out_g = static_cast<std::int64_t>(weight_shape[1]);
             const size2 kernel{static_cast<std::int64_t>(weight_shape[2]), static_cast<std::int64_t>(weight_shape[3])};
