@@ -13,8 +13,9 @@
 //
 // Usage: train_autoencoder [--steps N] [--quick] [--batch B] [--lr LR] [--seed S]
 //                          [--min-drop F] [--out DIR]
-// Writes DIR/loss.csv, DIR/loss.svg and DIR/reconstructions.pgm. Exits non-zero when the
-// held-out loss did not fall by at least the factor F (10 for the full run, 2 with --quick).
+// The full run is 4000 steps of 64 images (about a minute on two cores); --quick is 150 steps
+// of 32. Writes DIR/loss.csv, DIR/loss.svg and DIR/reconstructions.pgm. Exits non-zero when the
+// held-out loss did not fall by at least the factor F (10 for the full run, 2 for shorter runs).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -276,10 +277,16 @@ namespace
         }
         for (int k = 0; k <= 4; ++k)
         {
-            const auto i = static_cast<std::size_t>(std::lround(n * k / 4.0));
-            s << "<text x=\"" << px(i) << "\" y=\"" << top + ph + 18 << "\" text-anchor=\"middle\">" << i + 1
-              << "</text>\n";
+            const auto label = std::max<std::size_t>(1, static_cast<std::size_t>(std::lround((n + 1) * k / 4.0)));
+            s << "<text x=\"" << px(label - 1) << "\" y=\"" << top + ph + 18 << "\" text-anchor=\"middle\">"
+              << label << "</text>\n";
         }
+        s << "<line x1=\"" << left + pw - 190 << "\" y1=\"" << top + 16 << "\" x2=\"" << left + pw - 170 << "\" y2=\""
+          << top + 16 << "\" stroke=\"#9ecae1\" stroke-width=\"2\"/>\n";
+        s << "<text x=\"" << left + pw - 164 << "\" y=\"" << top + 20 << "\">loss of each batch</text>\n";
+        s << "<line x1=\"" << left + pw - 190 << "\" y1=\"" << top + 34 << "\" x2=\"" << left + pw - 170 << "\" y2=\""
+          << top + 34 << "\" stroke=\"#08519c\" stroke-width=\"2\"/>\n";
+        s << "<text x=\"" << left + pw - 164 << "\" y=\"" << top + 38 << "\">moving average</text>\n";
         s << "<text x=\"" << left + pw / 2 << "\" y=\"" << H - 10 << "\" text-anchor=\"middle\">step</text>\n";
         s << "<rect x=\"" << left << "\" y=\"" << top << "\" width=\"" << pw << "\" height=\"" << ph
           << "\" fill=\"none\" stroke=\"#333\"/>\n";
@@ -290,11 +297,17 @@ namespace
             s << px(i) << ',' << py(losses[i]) << ' ';
         }
         s << "\"/>\n<polyline fill=\"none\" stroke=\"#08519c\" stroke-width=\"2\" points=\"";
-        double avg = losses.front();
+        // Centred moving average over about 2% of the run, so that it does not lag behind.
+        const std::size_t half = losses.size() / 100;
+        std::vector<double> prefix(losses.size() + 1, 0.0);
         for (std::size_t i = 0; i < losses.size(); ++i)
         {
-            avg = 0.95 * avg + 0.05 * losses[i];
-            s << px(i) << ',' << py(avg) << ' ';
+            prefix[i + 1] = prefix[i] + static_cast<double>(losses[i]);
+        }
+        for (std::size_t i = 0; i < losses.size(); ++i)
+        {
+            const std::size_t a = i >= half ? i - half : 0, b = std::min(losses.size(), i + half + 1);
+            s << px(i) << ',' << py((prefix[b] - prefix[a]) / static_cast<double>(b - a)) << ' ';
         }
         s << "\"/>\n</svg>\n";
         std::ofstream(path) << s.str();
@@ -352,8 +365,8 @@ namespace
 
     struct arguments
     {
-        std::size_t steps = 1500;
-        std::size_t batch = 32;
+        std::size_t steps = 4000;
+        std::size_t batch = 64;
         float lr = 2e-3f;
         std::uint64_t seed = 1;
         double min_drop = 10.0;
@@ -386,7 +399,8 @@ namespace
             };
             if (k == "--quick")
             {
-                a.steps = 200;
+                a.steps = 150;
+                a.batch = 32;
                 short_run = true;
             }
             else if (k == "--steps")
