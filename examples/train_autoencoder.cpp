@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iomanip>
 #include <random>
 #include <sstream>
 #include <string>
@@ -263,6 +264,7 @@ namespace
         auto py = [&](double v) { return top + ph * (hi - std::log10(v)) / span; };
 
         std::ostringstream s;
+        s << std::fixed << std::setprecision(1);
         s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H << "\" viewBox=\"0 0 "
           << W << ' ' << H << "\" font-family=\"sans-serif\" font-size=\"12\">\n";
         s << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
@@ -273,7 +275,7 @@ namespace
             const double y = top + ph * (hi - d) / span;
             s << "<line x1=\"" << left << "\" y1=\"" << y << "\" x2=\"" << left + pw << "\" y2=\"" << y
               << "\" stroke=\"#ddd\"/>\n";
-            s << "<text x=\"" << left - 6 << "\" y=\"" << y + 4 << "\" text-anchor=\"end\">1e" << d << "</text>\n";
+            s << "<text x=\"" << left - 6 << "\" y=\"" << y + 4 << "\" text-anchor=\"end\">1e" << static_cast<int>(d) << "</text>\n";
         }
         for (int k = 0; k <= 4; ++k)
         {
@@ -291,8 +293,10 @@ namespace
         s << "<rect x=\"" << left << "\" y=\"" << top << "\" width=\"" << pw << "\" height=\"" << ph
           << "\" fill=\"none\" stroke=\"#333\"/>\n";
 
+        // At most about 1000 points per line keep the file small for long runs.
+        const std::size_t stride = (losses.size() + 999) / 1000;
         s << "<polyline fill=\"none\" stroke=\"#9ecae1\" stroke-width=\"1\" points=\"";
-        for (std::size_t i = 0; i < losses.size(); ++i)
+        for (std::size_t i = 0; i < losses.size(); i += stride)
         {
             s << px(i) << ',' << py(losses[i]) << ' ';
         }
@@ -304,7 +308,7 @@ namespace
         {
             prefix[i + 1] = prefix[i] + static_cast<double>(losses[i]);
         }
-        for (std::size_t i = 0; i < losses.size(); ++i)
+        for (std::size_t i = 0; i < losses.size(); i += stride)
         {
             const std::size_t a = i >= half ? i - half : 0, b = std::min(losses.size(), i + half + 1);
             s << px(i) << ',' << py((prefix[b] - prefix[a]) / static_cast<double>(b - a)) << ' ';
