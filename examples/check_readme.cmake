@@ -5,6 +5,8 @@
 #                 appears verbatim in .ci/run.
 #   cmake -DMODE=... -DSOURCE_DIR=<repo> -P check_readme.cmake
 
+cmake_policy(SET CMP0007 NEW)
+
 file(READ "${SOURCE_DIR}/README.md" readme)
 
 function(block_after marker fence out)
@@ -32,9 +34,24 @@ if(MODE STREQUAL "snippet")
   block_after("<!-- quickstart: examples/quickstart.cpp -->" "```cpp" snippet)
   file(READ "${SOURCE_DIR}/examples/quickstart.cpp" source)
   if(NOT snippet STREQUAL source)
-    file(WRITE "${CMAKE_CURRENT_BINARY_DIR}/readme_snippet.cpp" "${snippet}")
-    message(FATAL_ERROR "the README's quickstart differs from examples/quickstart.cpp "
-                        "(the README's version is in ${CMAKE_CURRENT_BINARY_DIR}/readme_snippet.cpp)")
+    # Report the first line that differs.
+    string(REPLACE ";" "\\;" snippet "${snippet}")
+    string(REPLACE ";" "\\;" source "${source}")
+    string(REPLACE "\n" ";" a "${snippet}")
+    string(REPLACE "\n" ";" b "${source}")
+    list(LENGTH a na)
+    list(LENGTH b nb)
+    set(line 0)
+    while(line LESS na AND line LESS nb)
+      list(GET a ${line} la)
+      list(GET b ${line} lb)
+      if(NOT la STREQUAL lb)
+        break()
+      endif()
+      math(EXPR line "${line} + 1")
+    endwhile()
+    math(EXPR shown "${line} + 1")
+    message(FATAL_ERROR "the README's quickstart differs from examples/quickstart.cpp at line ${shown}")
   endif()
   message(STATUS "the README's quickstart is examples/quickstart.cpp")
 elseif(MODE STREQUAL "ci")
