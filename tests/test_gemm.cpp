@@ -186,7 +186,8 @@ namespace
     {
         public_gemm,  // xconv::gemm (BLAS when XCONV_USE_BLAS is defined)
         built_in,     // detail::gemm_strided with the compile-time instruction set
-        scalar        // detail::gemm_strided with the portable scalar kernel
+        scalar,       // detail::gemm_strided with the portable scalar kernel
+        oriented      // detail::gemm_strided_oriented: no orientation choice, strided C via scratch
     };
 
     template <class T>
@@ -203,6 +204,9 @@ namespace
             break;
         case kernel::scalar:
             xconv::detail::gemm_strided<T, xconv::detail::gemm_scalar_arch>(M, N, K, A, B, C, accumulate);
+            break;
+        case kernel::oriented:
+            xconv::detail::gemm_strided_oriented<T>(M, N, K, A, B, C, accumulate);
             break;
         }
     }
@@ -287,6 +291,19 @@ TEST_CASE("gemm: blocked kernel matches the reference over shapes and layouts", 
     SECTION("double, built-in instruction set") { check_many_shapes<double>(kernel::built_in); }
     SECTION("float, scalar kernel") { check_many_shapes<float>(kernel::scalar); }
     SECTION("double, scalar kernel") { check_many_shapes<double>(kernel::scalar); }
+}
+
+TEST_CASE("gemm: a C without unit column stride goes through the scratch in blocks", "[gemm]")
+{
+    // Column-major C: rows of C in bands (2000 rows of 300 columns exceed the scratch), and a
+    // very wide C in column blocks.
+    std::mt19937_64 gen(11);
+    for (const bool accumulate : {false, true})
+    {
+        check_case<float>(kernel::oriented, {2000, 300, 5}, 4, accumulate, gen);
+        check_case<double>(kernel::oriented, {7, 5000, 4}, 4 | 1, accumulate, gen);
+        check_case<float>(kernel::oriented, {130, 7, 33}, 4 | 2, accumulate, gen);
+    }
 }
 
 TEST_CASE("gemm: the public entry point matches the reference", "[gemm]")

@@ -15,8 +15,9 @@
 //
 // Pieces (BLIS structure): detail/gemm_traits.hpp (instruction set, block sizes),
 // detail/gemm_kernel.hpp (micro-kernel), detail/gemm_pack.hpp (packed layouts, packers),
-// detail/gemm_driver.hpp (loop nest, scratch buffers, epilogues), detail/gemm_blas.hpp (optional
-// CBLAS dispatch when XCONV_USE_BLAS is defined).
+// detail/gemm_driver.hpp (loop nest, scratch buffers, epilogues), detail/gemm_strided.hpp (the
+// driver on strided views: orientation choice, strided C), detail/gemm_blas.hpp (optional CBLAS
+// dispatch when XCONV_USE_BLAS is defined).
 #ifndef XCONV_GEMM_HPP
 #define XCONV_GEMM_HPP
 
@@ -28,6 +29,7 @@
 #include "detail/gemm_blas.hpp"
 #include "detail/gemm_driver.hpp"
 #include "detail/gemm_pack.hpp"
+#include "detail/gemm_strided.hpp"
 #include "detail/gemm_traits.hpp"
 #include "detail/gemm_view.hpp"
 
@@ -56,54 +58,6 @@ namespace xconv
                     }
                     C(i, j) = acc;
                 }
-            }
-        }
-
-        /// The transpose of a view (no data moves).
-        template <class T>
-        matrix_view<T> gemm_transpose_view(matrix_view<T> v) noexcept
-        {
-            return {v.data, v.cs, v.rs};
-        }
-
-        /// Whether computing C^T = B^T * A^T is cheaper than C = A * B for the built-in kernel.
-        /// The micro-kernel vectorises along the columns of C, so a column count that is small or
-        /// far from a multiple of the vector width wastes lanes; the transposed product writes C
-        /// through the slower strided-tile path, so it is taken only when it saves clearly.
-        template <class T, class Arch = gemm_arch>
-        bool gemm_prefer_transposed(std::size_t M, std::size_t N, matrix_view<T> C) noexcept
-        {
-            constexpr std::size_t L = gemm_traits<T, Arch>::lanes;
-            const auto padded = [](std::size_t n) { return (n + L - 1) / L * L; };
-            const double plain = static_cast<double>(M) * static_cast<double>(padded(N)) * (C.cs == 1 ? 1.0 : 1.15);
-            const double swapped = static_cast<double>(N) * static_cast<double>(padded(M)) * (C.rs == 1 ? 1.0 : 1.15);
-            return swapped < plain * 0.9;
-        }
-
-        /// The built-in blocked kernel on strided views (what gemm runs without XCONV_USE_BLAS).
-        template <class T, class Arch = gemm_arch>
-        void gemm_strided(std::size_t M,
-                          std::size_t N,
-                          std::size_t K,
-                          matrix_view<const T> A,
-                          matrix_view<const T> B,
-                          matrix_view<T> C,
-                          bool accumulate)
-        {
-            if (gemm_prefer_transposed<T, Arch>(M, N, C))
-            {
-                // C^T (N x M) = B^T (N x K) * A^T (K x M): the same chains, bit for bit.
-                gemm_driver<T, Arch>(N,
-                                     M,
-                                     K,
-                                     strided_a_packer<T, Arch>{gemm_transpose_view(B)},
-                                     strided_b_packer<T, Arch>{gemm_transpose_view(A)},
-                                     gemm_transpose_view(C),
-                                     accumulate);
-            }
-            else
-            {
-                gemm_driver<T, Arch>(M, N, K, strided_a_packer<T, Arch>{A}, strided_b_packer<T, Arch>{B}, C, accumulate);
             }
         }
     }  // namespace detail

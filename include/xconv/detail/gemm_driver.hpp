@@ -2,12 +2,16 @@
 //
 //   for jc in [0, N) step nc                      columns of C and B
 //     for pc in [0, K) step kc                    depth; never split across threads
-//       pack B(pc : pc+kc, jc : jc+nc)            -> packed B block (kc x nc), shared
-//       for ic in [0, M) step mc                  rows of C and A      } independent C blocks:
-//         pack A(ic : ic+mc, pc : pc+kc)          -> packed A block    } the OpenMP loop
-//         for jr in [0, nc) step nr               (macro-kernel)
-//           for ir in [0, mc) step mr
-//             micro-kernel: C(ir, jr) tile [+]= A panel * B panel
+//       pack A(0 : mc, pc : pc+kc)                first A block
+//       for each B micro-panel jr                 } independent: an OpenMP loop
+//         pack B(pc : pc+kc, jc+jr : +nr)         }   (the packing of B is fused with the
+//         macro-kernel(first A block, panel)      }    first row block, as in GotoBLAS)
+//       for ic in [mc, M) step mc                 } independent C blocks: an OpenMP loop
+//         pack A(ic : ic+mc, pc : pc+kc)          }   (over row blocks x groups of panels)
+//         macro-kernel(A block, packed B block)   }
+//
+//   macro-kernel: for jr in steps of nr, for ir in steps of mr (or the other way round,
+//   gemm_traits::a_panel_outer): micro-kernel on the C tile (ir, jr).
 //
 // C is read only when accumulate is true or after the first k-block (the micro-kernel then
 // continues each element's accumulator chain from the value stored after the previous block), so
@@ -16,7 +20,8 @@
 //
 // Scratch memory: each thread keeps one 64-byte aligned buffer per element type for the packed A
 // block and one for the packed B block, grown to at most mc*kc and kc*nc elements and reused by
-// every later call (no allocation in the steady state). The packers run inside the driver, so a
+// every later call (no allocation in the steady state); gemm_strided adds one of at most
+// gemm_c_scratch_elements for a C without unit column stride. The packers run inside the driver, so a
 // packer must not itself call gemm on the same thread.
 #ifndef XCONV_DETAIL_GEMM_DRIVER_HPP
 #define XCONV_DETAIL_GEMM_DRIVER_HPP
@@ -112,6 +117,7 @@ namespace xconv
         {
             gemm_buffer<T> a;
             gemm_buffer<T> b;
+            gemm_buffer<T> c;  // row-major C for gemm_strided when C has no unit column stride
 
             static gemm_workspace& local()
             {
@@ -120,10 +126,23 @@ namespace xconv
             }
         };
 
-        /// Copies an m x n block between C (strided) and a row-major tile with leading dimension ld.
+        /// Copies an m x n block between C (strided) and a row-major tile with leading dimension ld,
+        /// walking C along its unit stride when it has one.
         template <class T>
         inline void gemm_copy_tile_in(matrix_view<T> c, std::size_t m, std::size_t n, T* tile, std::size_t ld) noexcept
         {
+            if (c.rs == 1 && c.cs != 1)
+            {
+                for (std::size_t j = 0; j < n; ++j)
+                {
+                    const T* col = &c(0, static_cast<std::ptrdiff_t>(j));
+                    for (std::size_t r = 0; r < m; ++r)
+                    {
+                        tile[r * ld + j] = col[r];
+                    }
+                }
+                return;
+            }
             for (std::size_t r = 0; r < m; ++r)
             {
                 for (std::size_t j = 0; j < n; ++j)
@@ -136,7 +155,7 @@ namespace xconv
         template <class T>
         inline void gemm_copy_tile_out(const T* tile, std::size_t ld, std::size_t m, std::size_t n, matrix_view<T> c) noexcept
         {
-            if (c.rs == 1)
+            if (c.rs == 1 && c.cs != 1)
             {
                 for (std::size_t j = 0; j < n; ++j)
                 {
@@ -160,7 +179,8 @@ namespace xconv
         }
 
         /// Runs the micro-kernel over an mc x nc block of C from a packed A block and a packed B
-        /// block (columns [j_begin, j_end) of the block only, both multiples of nr or j_end = nc).
+        /// block, on the columns [j_begin, j_end) of the block only (j_begin a multiple of nr;
+        /// j_end a multiple of nr or the end of the block).
         /// c is the block's top-left corner; (i_off, j_off) its position in the whole C, for the
         /// epilogue, which runs on each tile after the last k-block when `last` is set.
         template <class T, class Arch, class Epilogue>
@@ -184,40 +204,60 @@ namespace xconv
             constexpr std::size_t L = traits::lanes;
             constexpr bool has_epilogue = !std::is_same<Epilogue, gemm_no_epilogue>::value;
 
-            for (std::size_t jr = j_begin; jr < j_end; jr += NR)
-            {
+            const auto tile = [&](std::size_t ir, std::size_t jr) {
+                const std::size_t m = std::min(MR, mc - ir);
                 const std::size_t n = std::min(NR, j_end - jr);
                 const std::size_t nv = (n + L - 1) / L;
+                const T* a = a_packed + ir * kc;
                 const T* b = b_packed + jr * kc;
+                matrix_view<T> c_tile{&c(static_cast<std::ptrdiff_t>(ir), static_cast<std::ptrdiff_t>(jr)), c.rs, c.cs};
+                if (c.cs == 1 && m == MR && n == NR)
+                {
+                    gemm_microkernel<T, Arch, MR, NV>(kc, a, b, c_tile.data, c.rs, load_c);
+                }
+                else if (c.cs == 1 && n == nv * L)
+                {
+                    gemm_microkernel_table<T, Arch>::get(m, nv)(kc, a, b, c_tile.data, c.rs, load_c);
+                }
+                else
+                {
+                    // Strided C or a partial vector: through an aligned buffer.
+                    alignas(64) T buffer[MR * NR];
+                    if (load_c)
+                    {
+                        gemm_copy_tile_in(c_tile, m, n, buffer, NR);
+                    }
+                    gemm_microkernel_table<T, Arch>::get(m, nv)(kc, a, b, buffer, NR, load_c);
+                    gemm_copy_tile_out(buffer, NR, m, n, c_tile);
+                }
+                if constexpr (has_epilogue)
+                {
+                    if (last)
+                    {
+                        epilogue(i_off + ir, j_off + jr, m, n, c_tile);
+                    }
+                }
+            };
+
+            if constexpr (traits::a_panel_outer)
+            {
+                // One A micro-panel stays in L1 while the B micro-panels stream from L2.
                 for (std::size_t ir = 0; ir < mc; ir += MR)
                 {
-                    const std::size_t m = std::min(MR, mc - ir);
-                    const T* a = a_packed + ir * kc;
-                    matrix_view<T> tile{&c(static_cast<std::ptrdiff_t>(ir), static_cast<std::ptrdiff_t>(jr)), c.rs, c.cs};
-                    if (c.cs == 1 && m == MR && n == NR)
+                    for (std::size_t jr = j_begin; jr < j_end; jr += NR)
                     {
-                        gemm_microkernel<T, Arch, MR, NV>(kc, a, b, tile.data, c.rs, load_c);
+                        tile(ir, jr);
                     }
-                    else if (c.cs == 1 && n == nv * L)
+                }
+            }
+            else
+            {
+                // One B micro-panel stays in L1 while the A micro-panels stream from L2.
+                for (std::size_t jr = j_begin; jr < j_end; jr += NR)
+                {
+                    for (std::size_t ir = 0; ir < mc; ir += MR)
                     {
-                        gemm_microkernel_table<T, Arch>::get(m, nv)(kc, a, b, tile.data, c.rs, load_c);
-                    }
-                    else
-                    {
-                        alignas(64) T buffer[MR * NR];
-                        if (load_c)
-                        {
-                            gemm_copy_tile_in(tile, m, n, buffer, NR);
-                        }
-                        gemm_microkernel_table<T, Arch>::get(m, nv)(kc, a, b, buffer, NR, load_c);
-                        gemm_copy_tile_out(buffer, NR, m, n, tile);
-                    }
-                    if constexpr (has_epilogue)
-                    {
-                        if (last)
-                        {
-                            epilogue(i_off + ir, j_off + jr, m, n, tile);
-                        }
+                        tile(ir, jr);
                     }
                 }
             }
@@ -274,76 +314,98 @@ namespace xconv
             gemm_workspace<T>& ws = gemm_workspace<T>::local();
             const std::size_t kc_max = std::min(KC, K);
             const std::size_t nc_max = std::min(NC, (N + NR - 1) / NR * NR);
-            T* b_packed = ws.b.get(kc_max * nc_max);
+            const std::size_t mc_max = std::min(MC, (M + MR - 1) / MR * MR);
+            T* const b_packed = ws.b.get(kc_max * nc_max);
+            T* const a_first = ws.a.get(mc_max * kc_max);
             const std::size_t n_ic = (M + MC - 1) / MC;
+            const std::size_t mc_first = std::min(MC, M);
 
 #if defined(XCONV_USE_OPENMP)
             // Parallel only for products big enough to pay for a team, and not when already
             // inside a parallel region (the caller then parallelises over something else).
             const bool parallel = !omp_in_parallel() && omp_get_max_threads() > 1
                                   && static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) >= 262144.0;
+            const std::size_t threads = parallel ? static_cast<std::size_t>(omp_get_max_threads()) : 1;
+#else
+            const std::size_t threads = 1;
 #endif
 
             for (std::size_t jc = 0; jc < N; jc += NC)
             {
                 const std::size_t nc = std::min(NC, N - jc);
                 const std::size_t n_panels = (nc + NR - 1) / NR;
+                // Later row blocks run as tasks (ic block, group of B panels); the columns are
+                // split into groups only when there are too few row blocks for the threads.
+                const std::size_t rest_ic = n_ic - 1;
+                const std::size_t groups =
+                    rest_ic == 0 ? 1 : std::min(n_panels, std::max<std::size_t>(1, (4 * threads + rest_ic - 1) / rest_ic));
+                const std::size_t per_group = (n_panels + groups - 1) / groups;
+                const std::size_t n_groups = (n_panels + per_group - 1) / per_group;
+
                 for (std::size_t pc = 0; pc < K; pc += KC)
                 {
                     const std::size_t kc = std::min(KC, K - pc);
                     const bool load_c = accumulate || pc > 0;
                     const bool last = pc + kc == K;
+                    matrix_view<T> c_first{&C(0, static_cast<std::ptrdiff_t>(jc)), C.rs, C.cs};
 
+                    // First row block, fused with the packing of B: each B micro-panel is
+                    // packed and at once multiplied by the first A block, while it is in cache.
+                    const auto first_block_panel = [&](std::size_t q) {
+                        const std::size_t j = q * NR;
+                        const std::size_t n = std::min(NR, nc - j);
+                        pack_b(pc, kc, jc + j, n, b_packed + j * kc);
+                        gemm_macrokernel<T, Arch>(mc_first, j, j + n, kc, a_first, b_packed, c_first, load_c, last, 0, jc, epilogue);
+                    };
+                    // Later row blocks against the whole packed B block; a_own is the calling
+                    // thread's A buffer, packed_ic which block it holds.
+                    const auto later_task = [&](std::size_t t, T* a_own, std::size_t& packed_ic) {
+                        const std::size_t ic = (1 + t / n_groups) * MC;
+                        const std::size_t g = t % n_groups;
+                        const std::size_t mc = std::min(MC, M - ic);
+                        if (ic != packed_ic)
+                        {
+                            pack_a(ic, mc, pc, kc, a_own);
+                            packed_ic = ic;
+                        }
+                        const std::size_t j_begin = g * per_group * NR;
+                        const std::size_t j_end = std::min(nc, j_begin + per_group * NR);
+                        matrix_view<T> c{&C(static_cast<std::ptrdiff_t>(ic), static_cast<std::ptrdiff_t>(jc)), C.rs, C.cs};
+                        gemm_macrokernel<T, Arch>(mc, j_begin, j_end, kc, a_own, b_packed, c, load_c, last, ic, jc, epilogue);
+                    };
+                    const std::size_t n_tasks = rest_ic * n_groups;
+
+                    pack_a(0, mc_first, pc, kc, a_first);
 #if defined(XCONV_USE_OPENMP)
-                    // Panels are independent: pack them in parallel.
-#pragma omp parallel for schedule(static) if (parallel)
-                    for (std::ptrdiff_t q = 0; q < static_cast<std::ptrdiff_t>(n_panels); ++q)
-                    {
-                        const std::size_t j = static_cast<std::size_t>(q) * NR;
-                        pack_b(pc, kc, jc + j, std::min(NR, nc - j), b_packed + j * kc);
-                    }
-
-                    // Tasks are (ic block, group of B panels): independent blocks of C, each
-                    // reduced over the same k-block by one thread. Groups split the columns when
-                    // there are too few row blocks to keep every thread busy.
-                    const std::size_t threads = parallel ? static_cast<std::size_t>(omp_get_max_threads()) : 1;
-                    const std::size_t groups =
-                        std::min(n_panels, std::max<std::size_t>(1, (4 * threads + n_ic - 1) / n_ic));
-                    const std::size_t panels_per_group = (n_panels + groups - 1) / groups;
-                    const std::size_t n_groups = (n_panels + panels_per_group - 1) / panels_per_group;
 #pragma omp parallel if (parallel)
                     {
-                        T* a_packed = gemm_workspace<T>::local().a.get(std::min(MC, (M + MR - 1) / MR * MR) * kc_max);
-                        std::size_t packed_ic = static_cast<std::size_t>(-1);
 #pragma omp for schedule(static)
-                        for (std::ptrdiff_t t = 0; t < static_cast<std::ptrdiff_t>(n_ic * n_groups); ++t)
+                        for (std::ptrdiff_t q = 0; q < static_cast<std::ptrdiff_t>(n_panels); ++q)
                         {
-                            const std::size_t ic = static_cast<std::size_t>(t) / n_groups * MC;
-                            const std::size_t g = static_cast<std::size_t>(t) % n_groups;
-                            const std::size_t mc = std::min(MC, M - ic);
-                            if (ic != packed_ic)
+                            first_block_panel(static_cast<std::size_t>(q));
+                        }
+                        // (implicit barrier: B is packed)
+                        if (n_tasks > 0)
+                        {
+                            T* a_own = gemm_workspace<T>::local().a.get(mc_max * kc_max);
+                            std::size_t packed_ic = static_cast<std::size_t>(-1);
+#pragma omp for schedule(static)
+                            for (std::ptrdiff_t t = 0; t < static_cast<std::ptrdiff_t>(n_tasks); ++t)
                             {
-                                pack_a(ic, mc, pc, kc, a_packed);
-                                packed_ic = ic;
+                                later_task(static_cast<std::size_t>(t), a_own, packed_ic);
                             }
-                            const std::size_t j_begin = g * panels_per_group * NR;
-                            const std::size_t j_end = std::min(nc, j_begin + panels_per_group * NR);
-                            matrix_view<T> c{&C(static_cast<std::ptrdiff_t>(ic), static_cast<std::ptrdiff_t>(jc)), C.rs, C.cs};
-                            gemm_macrokernel<T, Arch>(mc, j_begin, j_end, kc, a_packed, b_packed, c, load_c, last, ic, jc, epilogue);
                         }
                     }
 #else
-                    (void) n_panels;
-                    pack_b(pc, kc, jc, nc, b_packed);
-                    T* a_packed = ws.a.get(std::min(MC, (M + MR - 1) / MR * MR) * kc_max);
-                    for (std::size_t ic = 0; ic < M; ic += MC)
+                    for (std::size_t q = 0; q < n_panels; ++q)
                     {
-                        const std::size_t mc = std::min(MC, M - ic);
-                        pack_a(ic, mc, pc, kc, a_packed);
-                        matrix_view<T> c{&C(static_cast<std::ptrdiff_t>(ic), static_cast<std::ptrdiff_t>(jc)), C.rs, C.cs};
-                        gemm_macrokernel<T, Arch>(mc, 0, nc, kc, a_packed, b_packed, c, load_c, last, ic, jc, epilogue);
+                        first_block_panel(q);
                     }
-                    (void) n_ic;
+                    std::size_t packed_ic = static_cast<std::size_t>(-1);
+                    for (std::size_t t = 0; t < n_tasks; ++t)
+                    {
+                        later_task(t, a_first, packed_ic);
+                    }
 #endif
                 }
             }

@@ -32,6 +32,7 @@
 
 #include "gemm_view.hpp"
 #include "gemm_traits.hpp"
+#include "gemm_transpose.hpp"
 
 namespace xconv
 {
@@ -82,10 +83,44 @@ namespace xconv
             }
             else if (sk == 1)
             {
-                // Contiguous along k: a blocked transpose, one cache line of k at a time so the
-                // written block of the panel stays in L1.
+                // Contiguous along k: a transpose. Square register tiles where the instruction
+                // set has them, then a blocked scalar transpose, one cache line of k at a time
+                // so the written block of the panel stays in L1, for what is left.
+                std::size_t k_done = 0;
+                constexpr std::size_t TL = gemm_transpose_tile<T>::size;
+                if constexpr (TL > 0 && P % TL == 0)
+                {
+                    const std::size_t full_rows = rows / TL * TL;
+                    for (; k_done + TL <= kc; k_done += TL)
+                    {
+                        for (std::size_t r = 0; r < full_rows; r += TL)
+                        {
+                            gemm_transpose_tile<T>::run(src + static_cast<std::ptrdiff_t>(r) * sr + k_done, sr,
+                                                        dst + k_done * P + r, static_cast<std::ptrdiff_t>(P));
+                        }
+                        for (std::size_t r = full_rows; r < P; ++r)
+                        {
+                            T* d = dst + k_done * P + r;
+                            if (r < rows)
+                            {
+                                const T* s = src + static_cast<std::ptrdiff_t>(r) * sr + k_done;
+                                for (std::size_t k = 0; k < TL; ++k)
+                                {
+                                    d[k * P] = s[k];
+                                }
+                            }
+                            else
+                            {
+                                for (std::size_t k = 0; k < TL; ++k)
+                                {
+                                    d[k * P] = T(0);
+                                }
+                            }
+                        }
+                    }
+                }
                 constexpr std::size_t KB = 64 / sizeof(T);
-                for (std::size_t k0 = 0; k0 < kc; k0 += KB)
+                for (std::size_t k0 = k_done; k0 < kc; k0 += KB)
                 {
                     const std::size_t kb = std::min(KB, kc - k0);
                     for (std::size_t r = 0; r < rows; ++r)

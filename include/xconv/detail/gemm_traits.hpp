@@ -108,6 +108,7 @@ namespace xconv
             static constexpr std::size_t kc = sizeof(T) == 4 ? 384 : 256;
             static constexpr std::size_t mc = sizeof(T) == 4 ? 96 : 72;
             static constexpr std::size_t nc = sizeof(T) == 4 ? 4096 : 2048;
+            static constexpr bool a_panel_outer = false;
         };
 
         // 16 vector registers: 6 x 2 vectors = 12 accumulators, 2 for B, 1 for the broadcast.
@@ -121,6 +122,7 @@ namespace xconv
             static constexpr std::size_t kc = 256;
             static constexpr std::size_t mc = 96;
             static constexpr std::size_t nc = 2048;
+            static constexpr bool a_panel_outer = false;
         };
 
         // Portable scalar kernel: 4 x 4 accumulators, small enough for any register file.
@@ -134,6 +136,7 @@ namespace xconv
             static constexpr std::size_t kc = 256;
             static constexpr std::size_t mc = 64;
             static constexpr std::size_t nc = 1024;
+            static constexpr bool a_panel_outer = false;
         };
     }  // namespace detail
 }  // namespace xconv
