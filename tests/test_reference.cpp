@@ -378,7 +378,7 @@ namespace
 TEMPLATE_TEST_CASE("conv2d matches the naive loops on random geometries", "[reference][conv2d]", float, double)
 {
     using T = TestType;
-    const auto cases = conv_cases(20240601, 160);
+    const auto cases = conv_cases(20240601, 400);
     ref::engine gen(7);
     std::size_t n_same = 0, n_valid = 0, n_groups = 0, n_depthwise = 0, n_unbatched = 0, n_asym = 0;
     std::array<std::size_t, 4> n_mode{};
@@ -413,15 +413,15 @@ TEMPLATE_TEST_CASE("conv2d matches the naive loops on random geometries", "[refe
         ++n_mode[static_cast<std::size_t>(c.geo.mode)];
     }
     // The draw must actually exercise every feature.
-    CHECK(n_same >= 15);
-    CHECK(n_valid >= 8);
-    CHECK(n_groups >= 60);
-    CHECK(n_depthwise >= 15);
-    CHECK(n_unbatched >= 10);
-    CHECK(n_asym >= 10);
+    CHECK(n_same >= 40);
+    CHECK(n_valid >= 20);
+    CHECK(n_groups >= 150);
+    CHECK(n_depthwise >= 40);
+    CHECK(n_unbatched >= 25);
+    CHECK(n_asym >= 25);
     for (auto m : n_mode)
     {
-        CHECK(m >= 20);
+        CHECK(m >= 50);
     }
 }
 
@@ -475,7 +475,7 @@ TEMPLATE_TEST_CASE("conv_transpose2d matches the naive scatter on random geometr
                    "[reference][conv_transpose2d]", float, double)
 {
     using T = TestType;
-    const auto cases = tconv_cases(777, 160);
+    const auto cases = tconv_cases(777, 400);
     ref::engine gen(8);
     std::size_t n_big_opad = 0, n_by_size = 0, n_groups = 0, n_unbatched = 0;
     for (const auto& c : cases)
@@ -505,10 +505,10 @@ TEMPLATE_TEST_CASE("conv_transpose2d matches the naive scatter on random geometr
         n_groups += c.groups > 1;
         n_unbatched += c.unbatched;
     }
-    CHECK(n_big_opad >= 15);
-    CHECK(n_by_size >= 15);
-    CHECK(n_groups >= 60);
-    CHECK(n_unbatched >= 10);
+    CHECK(n_big_opad >= 40);
+    CHECK(n_by_size >= 40);
+    CHECK(n_groups >= 150);
+    CHECK(n_unbatched >= 25);
 }
 
 TEMPLATE_TEST_CASE("conv_transpose2d output_padding >= stride (allowed by a larger dilation)",
@@ -583,7 +583,7 @@ TEMPLATE_TEST_CASE("unfold and fold match the naive loops on random geometries",
                    double)
 {
     using T = TestType;
-    const auto cases = window_cases(4242, 160);
+    const auto cases = window_cases(4242, 400);
     ref::engine gen(9);
     for (const auto& c : cases)
     {
@@ -645,7 +645,7 @@ TEMPLATE_TEST_CASE("conv2d_backward matches the naive derivative loops", "[refer
                    double)
 {
     using T = TestType;
-    const auto cases = conv_cases(31337, 120);
+    const auto cases = conv_cases(31337, 300);
     ref::engine gen(10);
     for (const auto& c : cases)
     {
@@ -654,10 +654,20 @@ TEMPLATE_TEST_CASE("conv2d_backward matches the naive derivative loops", "[refer
         const auto out = ref::conv2d<T>(d.input, d.weight, nullptr, c.geo);
         const auto go = ref::random_tensor<T, 4>({out.shape(0), out.shape(1), out.shape(2), out.shape(3)}, gen);
         const auto expected = ref::conv2d_backward<T>(go, d.input, d.weight, c.geo);
-        const auto got = xconv::conv2d_backward(go, d.input, d.weight, c.opt);
-        XCONV_CHECK_CLOSE(got.grad_input, expected.input, tolerance<T>());
-        XCONV_CHECK_CLOSE(got.grad_weight, expected.weight, tolerance<T>());
-        XCONV_CHECK_CLOSE(got.grad_bias, expected.bias, tolerance<T>());
+        if (c.unbatched)
+        {
+            const auto got = xconv::conv2d_backward(first_sample(go), first_sample(d.input), d.weight, c.opt);
+            XCONV_CHECK_CLOSE(got.grad_input, first_sample(expected.input), tolerance<T>());
+            XCONV_CHECK_CLOSE(got.grad_weight, expected.weight, tolerance<T>());
+            XCONV_CHECK_CLOSE(got.grad_bias, expected.bias, tolerance<T>());
+        }
+        else
+        {
+            const auto got = xconv::conv2d_backward(go, d.input, d.weight, c.opt);
+            XCONV_CHECK_CLOSE(got.grad_input, expected.input, tolerance<T>());
+            XCONV_CHECK_CLOSE(got.grad_weight, expected.weight, tolerance<T>());
+            XCONV_CHECK_CLOSE(got.grad_bias, expected.bias, tolerance<T>());
+        }
     }
 }
 
@@ -665,7 +675,7 @@ TEMPLATE_TEST_CASE("conv_transpose2d_backward matches the naive derivative loops
                    "[reference][conv_transpose2d][backward]", float, double)
 {
     using T = TestType;
-    const auto cases = tconv_cases(4711, 120);
+    const auto cases = tconv_cases(4711, 300);
     ref::engine gen(14);
     for (const auto& c : cases)
     {
@@ -674,10 +684,20 @@ TEMPLATE_TEST_CASE("conv_transpose2d_backward matches the naive derivative loops
         const auto out = ref::conv_transpose2d<T>(d.input, d.weight, nullptr, c.geo);
         const auto go = ref::random_tensor<T, 4>({out.shape(0), out.shape(1), out.shape(2), out.shape(3)}, gen);
         const auto expected = ref::conv_transpose2d_backward<T>(go, d.input, d.weight, c.geo);
-        const auto got = xconv::conv_transpose2d_backward(go, d.input, d.weight, c.opt);
-        XCONV_CHECK_CLOSE(got.grad_input, expected.input, tolerance<T>());
-        XCONV_CHECK_CLOSE(got.grad_weight, expected.weight, tolerance<T>());
-        XCONV_CHECK_CLOSE(got.grad_bias, expected.bias, tolerance<T>());
+        if (c.unbatched)
+        {
+            const auto got = xconv::conv_transpose2d_backward(first_sample(go), first_sample(d.input), d.weight, c.opt);
+            XCONV_CHECK_CLOSE(got.grad_input, first_sample(expected.input), tolerance<T>());
+            XCONV_CHECK_CLOSE(got.grad_weight, expected.weight, tolerance<T>());
+            XCONV_CHECK_CLOSE(got.grad_bias, expected.bias, tolerance<T>());
+        }
+        else
+        {
+            const auto got = xconv::conv_transpose2d_backward(go, d.input, d.weight, c.opt);
+            XCONV_CHECK_CLOSE(got.grad_input, expected.input, tolerance<T>());
+            XCONV_CHECK_CLOSE(got.grad_weight, expected.weight, tolerance<T>());
+            XCONV_CHECK_CLOSE(got.grad_bias, expected.bias, tolerance<T>());
+        }
     }
 }
 

@@ -531,7 +531,7 @@ namespace xconv_test
     // ------------------------------------------------------------------------------ comparison
 
     /// Result of comparing two arrays element by element.
-    struct comparison
+    struct compare_result
     {
         bool ok = true;
         std::string message;  // shapes, the worst element and the values when !ok; a summary otherwise
@@ -540,9 +540,9 @@ namespace xconv_test
     /// Element-wise |got - expected| <= tol + tol * |expected| (the same number as absolute and
     /// relative tolerance), after checking that the shapes agree.
     template <class A, class B>
-    comparison compare(const A& got, const B& expected, double tol)
+    compare_result compare(const A& got, const B& expected, double tol)
     {
-        comparison r;
+        compare_result r;
         std::ostringstream os;
         const auto& sg = got.shape();
         const auto& se = expected.shape();
