@@ -88,6 +88,11 @@ namespace xconv
         ///   kc       depth of one packed block (rows of a packed B panel, columns of packed A).
         ///   mc       rows of A packed at once (a multiple of mr).
         ///   nc       columns of B packed at once (a multiple of nr).
+        ///   fused_panels   B micro-panels packed at a time in the first row block, where the
+        ///            packing of B is fused with the multiplication (their kc x nr x fused_panels
+        ///            elements should stay in L2 until used).
+        ///   a_panel_outer  loop order of the macro-kernel: A micro-panel outer (kept in L1, B
+        ///            micro-panels streamed) or B micro-panel outer (the other way round).
         ///
         /// The loop nest (gemm_driver.hpp) is: jc over N by nc, pc over K by kc (pack B), ic over
         /// M by mc (pack A), jr over nc by nr, ir over mc by mr (micro-kernel). The packed A block
@@ -109,6 +114,7 @@ namespace xconv
             static constexpr std::size_t mc = sizeof(T) == 4 ? 96 : 72;
             static constexpr std::size_t nc = sizeof(T) == 4 ? 4096 : 2048;
             static constexpr bool a_panel_outer = false;
+            static constexpr std::size_t fused_panels = 4;
         };
 
         // 16 vector registers: 6 x 2 vectors = 12 accumulators, 2 for B, 1 for the broadcast.
@@ -123,6 +129,7 @@ namespace xconv
             static constexpr std::size_t mc = 96;
             static constexpr std::size_t nc = 2048;
             static constexpr bool a_panel_outer = false;
+            static constexpr std::size_t fused_panels = 4;
         };
 
         // Portable scalar kernel: 4 x 4 accumulators, small enough for any register file.
@@ -137,6 +144,7 @@ namespace xconv
             static constexpr std::size_t mc = 64;
             static constexpr std::size_t nc = 1024;
             static constexpr bool a_panel_outer = false;
+            static constexpr std::size_t fused_panels = 4;
         };
     }  // namespace detail
 }  // namespace xconv
