@@ -74,27 +74,6 @@ namespace xconv
             }
         };
 
-        /// Macro-kernel hint that does nothing (the default).
-        struct gemm_no_hint
-        {
-            void operator()(std::size_t, std::size_t) const noexcept {}
-        };
-
-        /// Whether a packer has the optional member prefetch(x0, nx, y0, ny), taking the same
-        /// block arguments as its call: a hint that this block (or these rows of it) will be
-        /// packed soon. The driver spreads such hints for the next block over the tiles of the
-        /// current one, so the packer's reads hit the cache.
-        template <class Packer, class = void>
-        struct gemm_has_prefetch : std::false_type
-        {
-        };
-        template <class Packer>
-        struct gemm_has_prefetch<Packer,
-                                 std::void_t<decltype(std::declval<const Packer&>().prefetch(
-                                     std::size_t{}, std::size_t{}, std::size_t{}, std::size_t{}))>> : std::true_type
-        {
-        };
-
         /// 64-byte aligned scratch buffer that only grows.
         template <class T>
         class gemm_buffer
@@ -205,8 +184,7 @@ namespace xconv
         /// j_end a multiple of nr or the end of the block).
         /// c is the block's top-left corner; (i_off, j_off) its position in the whole C, for the
         /// epilogue, which runs on each tile after the last k-block when `last` is set.
-        /// hint(t, count) runs before the t-th of the `count` tiles (a prefetch of what comes next).
-        template <class T, class Arch, class Epilogue, class Hint = gemm_no_hint>
+        template <class T, class Arch, class Epilogue>
         void gemm_macrokernel(std::size_t mc,
                               std::size_t j_begin,
                               std::size_t j_end,
@@ -218,8 +196,7 @@ namespace xconv
                               bool last,
                               std::size_t i_off,
                               std::size_t j_off,
-                              const Epilogue& epilogue,
-                              const Hint& hint = Hint{})
+                              const Epilogue& epilogue)
         {
             using traits = gemm_traits<T, Arch>;
             constexpr std::size_t MR = traits::mr;
@@ -227,9 +204,6 @@ namespace xconv
             constexpr std::size_t NV = traits::nv;
             constexpr std::size_t L = traits::lanes;
             constexpr bool has_epilogue = !std::is_same<Epilogue, gemm_no_epilogue>::value;
-            constexpr bool has_hint = !std::is_same<Hint, gemm_no_hint>::value;
-            const std::size_t tiles = has_hint ? (mc + MR - 1) / MR * ((j_end - j_begin + NR - 1) / NR) : 0;
-            std::size_t tile_index = 0;
 
             const auto tile = [&](std::size_t ir, std::size_t jr) {
                 const std::size_t m = std::min(MR, mc - ir);
@@ -292,10 +266,6 @@ namespace xconv
                     for (std::size_t jr = j_begin; jr < j_end; jr += NR)
                     {
                         jr + NR < j_end ? prefetch_c(ir, jr + NR) : prefetch_c(ir + MR, j_begin);
-                        if constexpr (has_hint)
-                        {
-                            hint(tile_index++, tiles);
-                        }
                         tile(ir, jr);
                     }
                 }
@@ -308,10 +278,6 @@ namespace xconv
                     for (std::size_t ir = 0; ir < mc; ir += MR)
                     {
                         ir + MR < mc ? prefetch_c(ir + MR, jr) : prefetch_c(0, jr + NR);
-                        if constexpr (has_hint)
-                        {
-                            hint(tile_index++, tiles);
-                        }
                         tile(ir, jr);
                     }
                 }
@@ -417,26 +383,7 @@ namespace xconv
                         T* const b_group = reuse_group_buffer ? b_packed : b_packed + j * kc;
                         pack_b(pc, kc, jc + j, n, b_group);
                         const matrix_view<T> c_group{&c_first(0, static_cast<std::ptrdiff_t>(j)), c_first.rs, c_first.cs};
-                        if constexpr (gemm_has_prefetch<PackB>::value)
-                        {
-                            // While this group is multiplied, the rows of the next one are
-                            // fetched, a slice before each tile.
-                            const std::size_t j_next = j + G;
-                            const auto hint = [&, j_next](std::size_t t, std::size_t count) {
-                                const std::size_t r0 = kc * t / count, r1 = kc * (t + 1) / count;
-                                if (j_next < nc && r1 > r0)
-                                {
-                                    pack_b.prefetch(pc + r0, r1 - r0, jc + j_next, std::min(G, nc - j_next));
-                                }
-                            };
-                            gemm_macrokernel<T, Arch>(mc_first, 0, n, kc, a_first, b_group, c_group, load_c, last, 0, jc + j,
-                                                      epilogue, hint);
-                        }
-                        else
-                        {
-                            gemm_macrokernel<T, Arch>(mc_first, 0, n, kc, a_first, b_group, c_group, load_c, last, 0, jc + j,
-                                                      epilogue);
-                        }
+                        gemm_macrokernel<T, Arch>(mc_first, 0, n, kc, a_first, b_group, c_group, load_c, last, 0, jc + j, epilogue);
                     };
                     // Later row blocks against the whole packed B block; a_own is the calling
                     // thread's A buffer, packed_ic which block it holds.
@@ -452,25 +399,7 @@ namespace xconv
                         const std::size_t j_begin = g * per_group * NR;
                         const std::size_t j_end = std::min(nc, j_begin + per_group * NR);
                         matrix_view<T> c{&C(static_cast<std::ptrdiff_t>(ic), static_cast<std::ptrdiff_t>(jc)), C.rs, C.cs};
-                        if constexpr (gemm_has_prefetch<PackA>::value)
-                        {
-                            // Fetch the next row block of A while this one is multiplied (when
-                            // this task is the last one on its row block).
-                            const std::size_t ic_next = ic + MC;
-                            const bool hint_next = g + 1 == n_groups && ic_next < M;
-                            const auto hint = [&, ic_next, hint_next](std::size_t t, std::size_t count) {
-                                const std::size_t r0 = kc * t / count, r1 = kc * (t + 1) / count;
-                                if (hint_next && r1 > r0)
-                                {
-                                    pack_a.prefetch(ic_next, std::min(MC, M - ic_next), pc + r0, r1 - r0);
-                                }
-                            };
-                            gemm_macrokernel<T, Arch>(mc, j_begin, j_end, kc, a_own, b_packed, c, load_c, last, ic, jc, epilogue, hint);
-                        }
-                        else
-                        {
-                            gemm_macrokernel<T, Arch>(mc, j_begin, j_end, kc, a_own, b_packed, c, load_c, last, ic, jc, epilogue);
-                        }
+                        gemm_macrokernel<T, Arch>(mc, j_begin, j_end, kc, a_own, b_packed, c, load_c, last, ic, jc, epilogue);
                     };
                     const std::size_t n_tasks = rest_ic * n_groups;
 

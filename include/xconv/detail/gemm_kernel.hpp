@@ -37,12 +37,10 @@
 #define XCONV_GEMM_RESTRICT __restrict__
 #define XCONV_GEMM_ALWAYS_INLINE inline __attribute__((always_inline))
 #define XCONV_GEMM_PREFETCH_WRITE(p) __builtin_prefetch((p), 1, 3)
-#define XCONV_GEMM_PREFETCH_L2(p) __builtin_prefetch((p), 0, 2)
 #else
 #define XCONV_GEMM_RESTRICT
 #define XCONV_GEMM_ALWAYS_INLINE inline
 #define XCONV_GEMM_PREFETCH_WRITE(p)
-#define XCONV_GEMM_PREFETCH_L2(p)
 #endif
 
 namespace xconv

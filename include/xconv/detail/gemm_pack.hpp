@@ -20,11 +20,9 @@
 // A packer is any callable
 //   pack_a(std::size_t i0, std::size_t mc, std::size_t k0, std::size_t kc, T* dst)
 //   pack_b(std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nc, T* dst)
-// that writes the layout above, and may have a member prefetch(...) with the same first four
-// arguments: a hint that the block will be packed soon (see gemm_has_prefetch in
-// gemm_driver.hpp). gemm packs strided matrix views (strided_a_packer, strided_b_packer); a
-// convolution can pack B straight from its input image instead of materialising the im2col
-// matrix, e.g. through row_segment_b_packer.
+// that writes the layout above. gemm packs strided matrix views (strided_a_packer,
+// strided_b_packer); a convolution can pack B straight from its input image instead of
+// materialising the im2col matrix, e.g. through row_segment_b_packer.
 #ifndef XCONV_DETAIL_GEMM_PACK_HPP
 #define XCONV_DETAIL_GEMM_PACK_HPP
 
@@ -33,7 +31,6 @@
 #include <utility>
 
 #include "gemm_view.hpp"
-#include "gemm_kernel.hpp"
 #include "gemm_traits.hpp"
 #include "gemm_transpose.hpp"
 
@@ -164,26 +161,6 @@ namespace xconv
             }
         }
 
-        /// Prefetches, into L2, `lines` runs of `count` elements of T: run l starts at
-        /// base + l * line_stride and is contiguous. Only for unit-stride runs.
-        template <class T>
-        inline void gemm_prefetch_runs(const T* base, std::ptrdiff_t line_stride, std::size_t lines, std::size_t count) noexcept
-        {
-            if (count == 0)
-            {
-                return;
-            }
-            for (std::size_t l = 0; l < lines; ++l)
-            {
-                const char* p = reinterpret_cast<const char*>(base + static_cast<std::ptrdiff_t>(l) * line_stride);
-                for (std::size_t byte = 0; byte < count * sizeof(T); byte += 64)
-                {
-                    XCONV_GEMM_PREFETCH_L2(p + byte);
-                }
-                XCONV_GEMM_PREFETCH_L2(p + count * sizeof(T) - 1);
-            }
-        }
-
         /// Packs blocks of a strided A (M x K) into mr-row panels.
         template <class T, class Arch = gemm_arch>
         struct strided_a_packer
@@ -198,20 +175,6 @@ namespace xconv
                     const T* src = &a(static_cast<std::ptrdiff_t>(i0 + i), static_cast<std::ptrdiff_t>(k0));
                     gemm_pack_panel<T, MR>(src, a.cs, a.rs, std::min(MR, mc - i), kc, dst);
                     dst += MR * kc;
-                }
-            }
-
-            /// Hint: this block will be packed soon (see gemm_has_prefetch).
-            void prefetch(std::size_t i0, std::size_t mc, std::size_t k0, std::size_t kc) const noexcept
-            {
-                const T* base = &a(static_cast<std::ptrdiff_t>(i0), static_cast<std::ptrdiff_t>(k0));
-                if (a.cs == 1)
-                {
-                    gemm_prefetch_runs(base, a.rs, mc, kc);
-                }
-                else if (a.rs == 1)
-                {
-                    gemm_prefetch_runs(base, a.cs, kc, mc);
                 }
             }
         };
@@ -265,20 +228,6 @@ namespace xconv
                     const T* src = &b(static_cast<std::ptrdiff_t>(k0), static_cast<std::ptrdiff_t>(j0 + j));
                     gemm_pack_panel<T, NR>(src, b.rs, b.cs, std::min(NR, nc - j), kc, dst);
                     dst += kc * NR;
-                }
-            }
-
-            /// Hint: this block will be packed soon (see gemm_has_prefetch).
-            void prefetch(std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nc) const noexcept
-            {
-                const T* base = &b(static_cast<std::ptrdiff_t>(k0), static_cast<std::ptrdiff_t>(j0));
-                if (b.cs == 1)
-                {
-                    gemm_prefetch_runs(base, b.rs, kc, nc);
-                }
-                else if (b.rs == 1)
-                {
-                    gemm_prefetch_runs(base, b.cs, nc, kc);
                 }
             }
         };
