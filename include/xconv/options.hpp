@@ -226,33 +226,22 @@ namespace xconv
             window2d win;
         };
 
-        template <class Shape>
-        unfold_plan plan_unfold(const Shape& input_shape, const size2& kernel, const unfold_options& opt)
+        /// The window of F.unfold / F.fold over a height x width plane: symmetric padding, the
+        /// grid of blocks derived from the plane. Throws (naming `plane_name`) when no block fits.
+        inline window2d sliding_window(const char* where,
+                                       const char* plane_name,
+                                       std::int64_t height,
+                                       std::int64_t width,
+                                       const size2& kernel,
+                                       const unfold_options& opt)
         {
-            const char* where = "unfold";
-            if (input_shape.size() != 4)
-            {
-                fail(where, "expected a 4-D (N, C, H, W) or 3-D (C, H, W) input, got shape ",
-                     shape_string(input_shape));
-            }
             check_positive(where, "kernel_size", kernel);
             check_positive(where, "stride", opt.stride);
             check_positive(where, "dilation", opt.dilation);
             check_non_negative(where, "padding", opt.padding);
-            for (std::size_t d = 1; d < 4; ++d)
-            {
-                if (input_shape[d] == 0)
-                {
-                    fail(where, "input must have non-zero C, H and W (N may be 0), got shape ",
-                         shape_string(input_shape));
-                }
-            }
-            unfold_plan p;
-            p.batch = static_cast<std::int64_t>(input_shape[0]);
-            p.channels = static_cast<std::int64_t>(input_shape[1]);
-            window2d& w = p.win;
-            w.height = static_cast<std::int64_t>(input_shape[2]);
-            w.width = static_cast<std::int64_t>(input_shape[3]);
+            window2d w;
+            w.height = height;
+            w.width = width;
             w.kernel_h = kernel.h;
             w.kernel_w = kernel.w;
             w.stride_h = opt.stride.h;
@@ -265,10 +254,35 @@ namespace xconv
             w.blocks_w = blocks_along(w.width, 2 * w.pad_left, w.kernel_w, w.stride_w, w.dil_w);
             if (w.blocks_h < 1 || w.blocks_w < 1)
             {
-                fail(where, "input of spatial size (", w.height, ", ", w.width, ") with kernel_size ", kernel,
+                fail(where, plane_name, " of spatial size (", height, ", ", width, ") with kernel_size ", kernel,
                      ", dilation ", opt.dilation, ", padding ", opt.padding, ", stride ", opt.stride,
-                     " gives no sliding block: the dilated kernel is larger than the padded input");
+                     " gives no sliding block: the dilated kernel is larger than the padded ", plane_name);
             }
+            return w;
+        }
+
+        template <class Shape>
+        unfold_plan plan_unfold(const Shape& input_shape, const size2& kernel, const unfold_options& opt)
+        {
+            const char* where = "unfold";
+            if (input_shape.size() != 4)
+            {
+                fail(where, "expected a 4-D (N, C, H, W) or 3-D (C, H, W) input, got shape ",
+                     shape_string(input_shape));
+            }
+            for (std::size_t d = 1; d < 4; ++d)
+            {
+                if (input_shape[d] == 0)
+                {
+                    fail(where, "input must have non-zero C, H and W (N may be 0), got shape ",
+                         shape_string(input_shape));
+                }
+            }
+            unfold_plan p;
+            p.batch = static_cast<std::int64_t>(input_shape[0]);
+            p.channels = static_cast<std::int64_t>(input_shape[1]);
+            p.win = sliding_window(where, "input", static_cast<std::int64_t>(input_shape[2]),
+                                   static_cast<std::int64_t>(input_shape[3]), kernel, opt);
             return p;
         }
 
@@ -287,9 +301,6 @@ namespace xconv
             }
             check_positive(where, "output_size", output_size);
             check_positive(where, "kernel_size", kernel);
-            check_positive(where, "stride", opt.stride);
-            check_positive(where, "dilation", opt.dilation);
-            check_non_negative(where, "padding", opt.padding);
             const auto rows = static_cast<std::int64_t>(columns_shape[1]);
             const auto cols = static_cast<std::int64_t>(columns_shape[2]);
             const std::int64_t taps = kernel.h * kernel.w;
@@ -301,25 +312,7 @@ namespace xconv
             unfold_plan p;
             p.batch = static_cast<std::int64_t>(columns_shape[0]);
             p.channels = rows / taps;
-            window2d& w = p.win;
-            w.height = output_size.h;
-            w.width = output_size.w;
-            w.kernel_h = kernel.h;
-            w.kernel_w = kernel.w;
-            w.stride_h = opt.stride.h;
-            w.stride_w = opt.stride.w;
-            w.pad_top = opt.padding.h;
-            w.pad_left = opt.padding.w;
-            w.dil_h = opt.dilation.h;
-            w.dil_w = opt.dilation.w;
-            w.blocks_h = blocks_along(w.height, 2 * w.pad_top, w.kernel_h, w.stride_h, w.dil_h);
-            w.blocks_w = blocks_along(w.width, 2 * w.pad_left, w.kernel_w, w.stride_w, w.dil_w);
-            if (w.blocks_h < 1 || w.blocks_w < 1)
-            {
-                fail(where, "output_size ", output_size, " with kernel_size ", kernel, ", dilation ", opt.dilation,
-                     ", padding ", opt.padding, ", stride ", opt.stride,
-                     " gives no sliding block: the dilated kernel is larger than the padded output");
-            }
+            const window2d& w = p.win = sliding_window(where, "output", output_size.h, output_size.w, kernel, opt);
             if (cols != w.blocks())
             {
                 fail(where, "columns dimension 2 (", cols, ") must equal the number of sliding blocks ", w.blocks_h,
