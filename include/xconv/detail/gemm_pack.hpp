@@ -90,34 +90,38 @@ namespace xconv
                 constexpr std::size_t TL = gemm_transpose_tile<T>::size;
                 if constexpr (TL > 0 && P % TL == 0)
                 {
+                    // Whole groups of TL rows first, each read front to back along k (TL
+                    // streams at a time), then the leftover rows of the last group.
                     const std::size_t full_rows = rows / TL * TL;
-                    for (; k_done + TL <= kc; k_done += TL)
+                    const std::size_t full_k = kc / TL * TL;
+                    for (std::size_t r = 0; r < full_rows; r += TL)
                     {
-                        for (std::size_t r = 0; r < full_rows; r += TL)
+                        for (std::size_t k = 0; k < full_k; k += TL)
                         {
-                            gemm_transpose_tile<T>::run(src + static_cast<std::ptrdiff_t>(r) * sr + k_done, sr,
-                                                        dst + k_done * P + r, static_cast<std::ptrdiff_t>(P));
+                            gemm_transpose_tile<T>::run(src + static_cast<std::ptrdiff_t>(r) * sr + k, sr, dst + k * P + r,
+                                                        static_cast<std::ptrdiff_t>(P));
                         }
-                        for (std::size_t r = full_rows; r < P; ++r)
+                    }
+                    for (std::size_t r = full_rows; r < P; ++r)
+                    {
+                        T* d = dst + r;
+                        if (r < rows)
                         {
-                            T* d = dst + k_done * P + r;
-                            if (r < rows)
+                            const T* s = src + static_cast<std::ptrdiff_t>(r) * sr;
+                            for (std::size_t k = 0; k < full_k; ++k)
                             {
-                                const T* s = src + static_cast<std::ptrdiff_t>(r) * sr + k_done;
-                                for (std::size_t k = 0; k < TL; ++k)
-                                {
-                                    d[k * P] = s[k];
-                                }
+                                d[k * P] = s[k];
                             }
-                            else
+                        }
+                        else
+                        {
+                            for (std::size_t k = 0; k < full_k; ++k)
                             {
-                                for (std::size_t k = 0; k < TL; ++k)
-                                {
-                                    d[k * P] = T(0);
-                                }
+                                d[k * P] = T(0);
                             }
                         }
                     }
+                    k_done = full_k;
                 }
                 constexpr std::size_t KB = 64 / sizeof(T);
                 for (std::size_t k0 = k_done; k0 < kc; k0 += KB)
