@@ -132,16 +132,18 @@ namespace xconv
             static constexpr std::size_t fused_panels = 4;
         };
 
-        // Portable scalar kernel: 4 x 4 accumulators, small enough for any register file.
+        // Portable scalar kernel: 6 x 8 accumulators. Written without vectors, but the rows of 8
+        // are what compilers vectorise best (measured with GCC 12: 6 x 8 beat 4 x 4, 4 x 8 and
+        // 8 x 8 with SSE2 and with AVX-512 code generation alike).
         template <class T, class Arch>
         struct gemm_traits<T, Arch, gemm_isa_class::scalar>
         {
             static constexpr std::size_t lanes = 1;
-            static constexpr std::size_t mr = 4;
-            static constexpr std::size_t nv = 4;
+            static constexpr std::size_t mr = 6;
+            static constexpr std::size_t nv = 8;
             static constexpr std::size_t nr = nv;
             static constexpr std::size_t kc = 256;
-            static constexpr std::size_t mc = 64;
+            static constexpr std::size_t mc = 96;
             static constexpr std::size_t nc = 1024;
             static constexpr bool a_panel_outer = false;
             static constexpr std::size_t fused_panels = 4;
