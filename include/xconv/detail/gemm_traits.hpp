@@ -129,7 +129,7 @@ namespace xconv
             static constexpr std::size_t mc = 96;
             static constexpr std::size_t nc = 2048;
             static constexpr bool a_panel_outer = false;
-            static constexpr std::size_t fused_panels = 4;
+            static constexpr std::size_t fused_panels = 8;
         };
 
         // Portable scalar kernel: 6 x 8 accumulators. Written without vectors, but the rows of 8
