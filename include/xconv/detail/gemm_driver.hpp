@@ -3,15 +3,20 @@
 //   for jc in [0, N) step nc                      columns of C and B
 //     for pc in [0, K) step kc                    depth; never split across threads
 //       pack A(0 : mc, pc : pc+kc)                first A block
-//       for each B micro-panel jr                 } independent: an OpenMP loop
-//         pack B(pc : pc+kc, jc+jr : +nr)         }   (the packing of B is fused with the
-//         macro-kernel(first A block, panel)      }    first row block, as in GotoBLAS)
+//       for each group of fused_panels B micro-panels         } independent: an OpenMP loop
+//         pack B(pc : pc+kc, group)               } the packing of B is fused with the first
+//         macro-kernel(first A block, group)      } row block, as in GotoBLAS, so each group is
+//                                                 } used while it is in cache
 //       for ic in [mc, M) step mc                 } independent C blocks: an OpenMP loop
-//         pack A(ic : ic+mc, pc : pc+kc)          }   (over row blocks x groups of panels)
+//         pack A(ic : ic+mc, pc : pc+kc)          } (over row blocks x groups of panels)
 //         macro-kernel(A block, packed B block)   }
 //
 //   macro-kernel: for jr in steps of nr, for ir in steps of mr (or the other way round,
-//   gemm_traits::a_panel_outer): micro-kernel on the C tile (ir, jr).
+//   gemm_traits::a_panel_outer): micro-kernel on the C tile (ir, jr), after a prefetch of the
+//   next tile of C.
+//
+// With a single row block (M <= mc) on one thread, no packed group is needed after its first
+// use, so all groups are packed into the same place of the buffer.
 //
 // C is read only when accumulate is true or after the first k-block (the micro-kernel then
 // continues each element's accumulator chain from the value stored after the previous block), so
@@ -21,8 +26,8 @@
 // Scratch memory: each thread keeps one 64-byte aligned buffer per element type for the packed A
 // block and one for the packed B block, grown to at most mc*kc and kc*nc elements and reused by
 // every later call (no allocation in the steady state); gemm_strided adds one of at most
-// gemm_c_scratch_elements for a C without unit column stride. The packers run inside the driver, so a
-// packer must not itself call gemm on the same thread.
+// gemm_c_scratch_elements for a C without unit column stride. The packers run inside the driver,
+// so a packer must not itself call gemm on the same thread.
 #ifndef XCONV_DETAIL_GEMM_DRIVER_HPP
 #define XCONV_DETAIL_GEMM_DRIVER_HPP
 
