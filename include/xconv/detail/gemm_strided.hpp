@@ -33,7 +33,7 @@ namespace xconv
         }
 
         /// Elements of the row-major scratch block used for a C without unit column stride.
-        constexpr std::size_t gemm_c_scratch_elements = std::size_t(1) << 18;
+        constexpr std::size_t gemm_c_scratch_elements = std::size_t(1) << 17;
 
         /// Rough cost, in cycles of one vector FMA, of the product C (M x N) = A (M x K) B (K x N)
         /// as the driver would run it: the micro-kernel's work, with the columns of C padded to the
