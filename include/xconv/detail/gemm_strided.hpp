@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <utility>
 
 #include "gemm_driver.hpp"
 #include "gemm_pack.hpp"
@@ -34,6 +35,20 @@ namespace xconv
 
         /// Elements of the row-major scratch block used for a C without unit column stride.
         constexpr std::size_t gemm_c_scratch_elements = std::size_t(1) << 17;
+
+        /// Rows and columns of the blocks of C that go through the scratch when C has no unit
+        /// column stride: bands of rows (B is packed again for each band) and, for a very wide C,
+        /// of columns (A is packed again for each).
+        template <class T, class Arch = gemm_arch>
+        std::pair<std::size_t, std::size_t> gemm_scratch_blocks(std::size_t M, std::size_t N) noexcept
+        {
+            using traits = gemm_traits<T, Arch>;
+            const std::size_t width =
+                std::min(N, std::max(traits::nr, gemm_c_scratch_elements / traits::mc / traits::nr * traits::nr));
+            const std::size_t band =
+                std::min(M, std::max(traits::mc, gemm_c_scratch_elements / std::max<std::size_t>(width, 1) / traits::mc * traits::mc));
+            return {band, width};
+        }
 
         /// Rough cost, in cycles of one vector FMA, of the product C (M x N) = A (M x K) B (K x N)
         /// as the driver would run it: the micro-kernel's work, with the columns of C padded to the
@@ -62,15 +77,20 @@ namespace xconv
                 }
                 return along_k == 1 && TL > 0 && width % (TL > 0 ? TL : 1) == 0 ? 0.3 : 0.8;
             };
-            const double a_repacks = static_cast<double>((N + traits::nc - 1) / traits::nc);
-            double cost = m * padded_n * k / static_cast<double>(L);
-            cost += pack(A.rs, A.cs, traits::mr) * m * k * a_repacks;
-            cost += pack(B.cs, B.rs, traits::nr) * k * n;
+            // A is packed once per column block of nc, B once per band of the C scratch.
+            double a_repacks = static_cast<double>((N + traits::nc - 1) / traits::nc);
+            double b_repacks = 1.0;
+            double copy = 0.0;
             if (C.cs != 1)
             {
-                cost += (accumulate ? 2.0 : 1.0) * m * n;
+                const auto blocks = gemm_scratch_blocks<T, Arch>(M, N);
+                const std::size_t width = blocks.second;
+                a_repacks = static_cast<double>((N + width - 1) / width) * static_cast<double>((width + traits::nc - 1) / traits::nc);
+                b_repacks = static_cast<double>((M + blocks.first - 1) / blocks.first);
+                copy = (accumulate ? 2.0 : 1.0) * m * n;
             }
-            return cost;
+            return m * padded_n * k / static_cast<double>(L) + pack(A.rs, A.cs, traits::mr) * m * k * a_repacks
+                   + pack(B.cs, B.rs, traits::nr) * k * n * b_repacks + copy;
         }
 
         /// gemm_driver on strided views, with C of any strides (see the top of this header).
@@ -88,11 +108,9 @@ namespace xconv
                 gemm_driver<T, Arch>(M, N, K, strided_a_packer<T, Arch>{A}, strided_b_packer<T, Arch>{B}, C, accumulate);
                 return;
             }
-            // Blocks of C small enough for the scratch: bands of rows (B is packed again for each
-            // band) and, for a very wide C, of columns (A is packed again for each).
-            using traits = gemm_traits<T, Arch>;
-            const std::size_t width = std::min(N, std::max(traits::nr, gemm_c_scratch_elements / traits::mc / traits::nr * traits::nr));
-            const std::size_t band = std::min(M, std::max(traits::mc, gemm_c_scratch_elements / width / traits::mc * traits::mc));
+            const auto blocks = gemm_scratch_blocks<T, Arch>(M, N);
+            const std::size_t band = blocks.first;
+            const std::size_t width = blocks.second;
             T* const scratch = gemm_workspace<T>::local().c.get(band * width);
             for (std::size_t j0 = 0; j0 < N; j0 += width)
             {
