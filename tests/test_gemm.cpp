@@ -316,6 +316,28 @@ TEST_CASE("gemm: the public entry point matches the reference", "[gemm]")
     }
 }
 
+TEST_CASE("gemm: views with negative strides", "[gemm]")
+{
+    // A read bottom-up and B right-to-left (as for a flipped kernel): the general packing path.
+    std::mt19937_64 gen(5);
+    const std::size_t M = 37, N = 70, K = 29;
+    test_matrix<double> a(M, K, false, 0, 0.0), b(K, N, false, 0, 0.0);
+    fill_random(a, gen);
+    fill_random(b, gen);
+    const auto K_ = static_cast<std::ptrdiff_t>(K), N_ = static_cast<std::ptrdiff_t>(N);
+    const matrix_view<const double> A{a.storage.data() + (M - 1) * K, -K_, 1};
+    const matrix_view<const double> B{b.storage.data() + N - 1, N_, -1};
+    std::vector<double> got(M * N, std::numeric_limits<double>::quiet_NaN()), want(M * N);
+    xconv::gemm<double>(M, N, K, A, B, xconv::row_major(got.data(), N_), false);
+    xconv::detail::gemm_reference<double>(M, N, K, A, B, xconv::row_major(want.data(), N_), false);
+    double worst = 0;
+    for (std::size_t i = 0; i < M * N; ++i)
+    {
+        worst = std::max(worst, std::abs(got[i] - want[i]));
+    }
+    CHECK(worst <= 1e-12 * static_cast<double>(K));
+}
+
 TEST_CASE("gemm: degenerate sizes", "[gemm]")
 {
     std::vector<float> a(12, 1.0f), b(12, 2.0f), c(12, 5.0f);
