@@ -434,6 +434,42 @@ TEST_CASE("a few SGD steps through parameters() reduce a regression loss", "[lay
     }
 }
 
+TEST_CASE("parameters() views taken once stay valid across backward, set_weight and load", "[layers]")
+{
+    std::mt19937_64 init(21);
+    xconv::Conv2d<float> c(1, 2, 3, {}, true, init);
+    auto params = c.parameters();  // taken before any forward / backward
+    const xt::xtensor<float, 4> x = xt::ones<float>({1, 1, 5, 5});
+    const auto y = c.forward(x);
+    c.backward(xt::xtensor<float, 4>(xt::ones<float>(y.shape())));
+    // d(sum y)/dw = sum of the 3x3 input patch over the 3x3 output grid = 9; d/db = 9.
+    for (std::size_t i = 0; i < params[0].grad.size(); ++i)
+    {
+        CHECK(params[0].grad(i) == 9.f);
+    }
+    CHECK(params[1].grad(0) == 9.f);
+    CHECK(params[1].grad(1) == 9.f);
+    c.backward(xt::xtensor<float, 4>(xt::ones<float>(y.shape())));
+    CHECK(params[0].grad(0) == 18.f);
+
+    xt::xtensor<float, 4> w = xt::zeros<float>({2, 1, 3, 3});
+    w(1, 0, 2, 2) = 5.f;
+    c.set_weight(w);
+    CHECK(params[0].value(17) == 5.f);
+    params[0].value(17) = 6.f;
+    CHECK(c.weight()(1, 0, 2, 2) == 6.f);
+
+    const auto dir = fs::temp_directory_path() / "xconv_test_views";
+    fs::create_directories(dir);
+    const std::string prefix = (dir / "v_").string();
+    xconv::Conv2d<float> other(1, 2, 3, {}, true, init);
+    other.save(prefix);
+    c.load(prefix);
+    CHECK(params[0].value(0) == other.weight()(0, 0, 0, 0));
+    CHECK(params[1].value(1) == other.bias()(1));
+    fs::remove_all(dir);
+}
+
 // ---------------------------------------------------------------------------------- save / load
 
 TEST_CASE("layer save / load round-trips through .npy files", "[layers]")

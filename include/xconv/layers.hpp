@@ -18,6 +18,7 @@
 #include <vector>
 
 #include <xtensor/xadapt.hpp>
+#include <xtensor/xnoalias.hpp>
 #include <xtensor/xnpy.hpp>
 #include <xtensor/xtensor.hpp>
 
@@ -223,7 +224,7 @@ namespace xconv
             void set_weight(const xt::xtensor<T, 4>& weight)
             {
                 check_shape(Traits::name, "weight", weight.shape(), m_weight.shape());
-                m_weight = weight;
+                xt::noalias(m_weight) = weight;
             }
 
             /// Replaces the bias; its shape must stay the same (the layer must have a bias).
@@ -234,10 +235,12 @@ namespace xconv
                     fail(Traits::name, "the layer was built without a bias");
                 }
                 check_shape(Traits::name, "bias", bias.shape(), m_bias.shape());
-                m_bias = bias;
+                xt::noalias(m_bias) = bias;
             }
 
-            /// Mutable flat views of the parameters and const views of their gradients.
+            /// Mutable flat views of the parameters and const views of their gradients. The layer
+            /// never reallocates these buffers (set_weight, load and backward write in place), so
+            /// the views stay valid for the layer's lifetime, across any number of steps.
             std::vector<parameter<T>> parameters()
             {
                 std::vector<parameter<T>> ps;
@@ -266,9 +269,10 @@ namespace xconv
                 auto w = load_npy_checked<T, 4>(prefix + "weight.npy", to_array<4>(m_weight.shape()));
                 if (m_has_bias)
                 {
-                    m_bias = load_npy_checked<T, 1>(prefix + "bias.npy", to_array<1>(m_bias.shape()));
+                    auto b = load_npy_checked<T, 1>(prefix + "bias.npy", to_array<1>(m_bias.shape()));
+                    xt::noalias(m_bias) = b;
                 }
-                m_weight = std::move(w);
+                xt::noalias(m_weight) = w;
             }
 
         protected:
@@ -305,10 +309,10 @@ namespace xconv
                                                   "-D forward call to differentiate (call forward first)"));
                 }
                 auto g = Traits::backward(grad_output, input, m_weight, m_forward_options, {true, true, m_has_bias});
-                m_weight_grad += g.grad_weight;
+                xt::noalias(m_weight_grad) += g.grad_weight;
                 if (m_has_bias)
                 {
-                    m_bias_grad += g.grad_bias;
+                    xt::noalias(m_bias_grad) += g.grad_bias;
                 }
                 return std::move(g.grad_input);
             }
