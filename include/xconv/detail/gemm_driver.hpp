@@ -294,7 +294,8 @@ namespace xconv
         ///
         /// epilogue(i0, j0, m, n, c) is called exactly once for every element of C, after its
         /// final value is stored, on m x n blocks: c(r, j) is C(i0 + r, j0 + j). Its default does
-        /// nothing; gemm_row_bias_epilogue adds a per-row bias.
+        /// nothing; gemm_row_bias_epilogue adds a per-row bias. With OpenMP, packers and
+        /// epilogue run concurrently on several threads (on disjoint blocks).
         template <class T, class Arch = gemm_arch, class PackA, class PackB, class Epilogue = gemm_no_epilogue>
         void gemm_driver(std::size_t M,
                          std::size_t N,
@@ -350,7 +351,7 @@ namespace xconv
             // Parallel only for products big enough to pay for a team, and not when already
             // inside a parallel region (the caller then parallelises over something else).
             const bool parallel = !omp_in_parallel() && omp_get_max_threads() > 1
-                                  && static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) >= 262144.0;
+                                  && static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) >= 2097152.0;
             const std::size_t threads = parallel ? static_cast<std::size_t>(omp_get_max_threads()) : 1;
 #else
             const std::size_t threads = 1;
