@@ -46,12 +46,14 @@ namespace xconv
     template <class T>
     struct parameter
     {
+        /// A flat, mutable 1-D view of the parameter's buffer.
         using value_view = decltype(xt::adapt(std::declval<T*>(), std::declval<std::array<std::size_t, 1>>()));
+        /// A flat, read-only 1-D view of the gradient's buffer.
         using grad_view = decltype(xt::adapt(std::declval<const T*>(), std::declval<std::array<std::size_t, 1>>()));
 
-        std::string name;  // "weight" or "bias"
-        value_view value;
-        grad_view grad;
+        std::string name;  ///< "weight" or "bias"
+        value_view value;  ///< the parameter, flattened
+        grad_view grad;    ///< its accumulated gradient, flattened
     };
 
     namespace detail

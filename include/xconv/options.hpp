@@ -44,10 +44,13 @@ namespace xconv
     /// reported as such by the validation instead of wrapping around.
     struct size2
     {
-        std::int64_t h = 0;
-        std::int64_t w = 0;
+        std::int64_t h = 0;  ///< the height (first) value
+        std::int64_t w = 0;  ///< the width (second) value
 
+        /// (0, 0).
         constexpr size2() = default;
+
+        /// The same value for both axes, like PyTorch's single-int arguments.
 
         template <class I, std::enable_if_t<std::is_integral<I>::value && !std::is_same<I, bool>::value, int> = 0>
         constexpr size2(I v) noexcept  // NOLINT: implicit on purpose, `stride = 2`
@@ -59,6 +62,7 @@ namespace xconv
         template <class I,
                   class J,
                   std::enable_if_t<std::is_integral<I>::value && std::is_integral<J>::value, int> = 0>
+        /// (height, width), like PyTorch's tuple arguments.
         constexpr size2(I height, J width) noexcept
             : h(static_cast<std::int64_t>(height))
             , w(static_cast<std::int64_t>(width))
@@ -71,16 +75,19 @@ namespace xconv
             return axis == 0 ? h : w;
         }
 
+        /// Both values equal.
         friend constexpr bool operator==(const size2& a, const size2& b) noexcept
         {
             return a.h == b.h && a.w == b.w;
         }
 
+        /// Some value differs.
         friend constexpr bool operator!=(const size2& a, const size2& b) noexcept
         {
             return !(a == b);
         }
 
+        /// Prints "(h, w)".
         friend std::ostream& operator<<(std::ostream& os, const size2& s)
         {
             return os << '(' << s.h << ", " << s.w << ')';
@@ -90,14 +97,19 @@ namespace xconv
     /// Options of unfold / fold (F.unfold, F.fold).
     struct unfold_options
     {
-        size2 stride = 1, padding = 0, dilation = 1;
+        size2 stride = 1;    ///< step between blocks, > 0
+        size2 padding = 0;   ///< implicit zeros on both sides of each axis, >= 0
+        size2 dilation = 1;  ///< spacing between kernel taps, > 0
     };
 
     /// Options of conv2d (F.conv2d plus torch.nn.Conv2d's padding_mode and string paddings).
     struct conv2d_options
     {
-        size2 stride = 1, padding = 0, dilation = 1;
-        std::size_t groups = 1;
+        size2 stride = 1;         ///< step of the kernel, > 0
+        size2 padding = 0;        ///< added on both sides of each axis, >= 0
+        size2 dilation = 1;       ///< spacing between kernel taps, > 0
+        std::size_t groups = 1;   ///< channel groups; C_in and C_out must be multiples
+        /// How the padding is filled: zeros, or the input reflected, replicated or wrapped.
         xconv::padding_mode padding_mode = xconv::padding_mode::zeros;
         /// 'same' / 'valid' instead of explicit `padding` (which must then be left at 0).
         xconv::auto_padding auto_padding = xconv::auto_padding::none;
@@ -106,8 +118,11 @@ namespace xconv
     /// Options of conv_transpose2d (F.conv_transpose2d).
     struct conv_transpose2d_options
     {
-        size2 stride = 1, padding = 0, output_padding = 0, dilation = 1;
-        std::size_t groups = 1;
+        size2 stride = 1;          ///< step between the input pixels' patches in the output, > 0
+        size2 padding = 0;         ///< dilation*(k-1) - padding zeros implied around the input, >= 0
+        size2 output_padding = 0;  ///< extra rows / columns at the bottom / right; < stride or < dilation
+        size2 dilation = 1;        ///< spacing between kernel taps, > 0
+        std::size_t groups = 1;    ///< channel groups; C_in and C_out must be multiples
         /// If set, the requested spatial output size; it picks output_padding (and overrides the
         /// field above) exactly as torch.nn.ConvTranspose2d.forward(input, output_size) does, and
         /// must lie in [min, min + stride - 1] with min the size for output_padding = 0.
