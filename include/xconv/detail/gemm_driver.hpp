@@ -15,8 +15,8 @@
 //   gemm_traits::a_panel_outer): micro-kernel on the C tile (ir, jr), after a prefetch of the
 //   next tile of C.
 //
-// With a single row block (M <= mc) on one thread, no packed group is needed after its first
-// use, so all groups are packed into the same place of the buffer.
+// With a single row block (M <= mc), no packed group is needed after its first use, so each
+// thread packs all its groups into the same place of the buffer.
 //
 // C is read only when accumulate is true or after the first k-block (the micro-kernel then
 // continues each element's accumulator chain from the value stored after the previous block), so
@@ -78,6 +78,16 @@ namespace xconv
                 }
             }
         };
+
+        /// Index of the calling thread in the current OpenMP team (0 without OpenMP).
+        inline std::size_t gemm_thread_index() noexcept
+        {
+#if defined(XCONV_USE_OPENMP)
+            return static_cast<std::size_t>(omp_get_thread_num());
+#else
+            return 0;
+#endif
+        }
 
         /// 64-byte aligned scratch buffer that only grows.
         template <class T>
@@ -361,7 +371,10 @@ namespace xconv
             {
                 const std::size_t nc = std::min(NC, N - jc);
                 const std::size_t n_panels = (nc + NR - 1) / NR;
-                const std::size_t n_fused = (n_panels + traits::fused_panels - 1) / traits::fused_panels;
+                // Groups of fused_panels panels, fewer when that leaves a thread without a group.
+                const std::size_t fused = std::max<std::size_t>(1, std::min(traits::fused_panels, n_panels / threads));
+                const std::size_t G = fused * NR;
+                const std::size_t n_fused = (n_panels + fused - 1) / fused;
                 // Later row blocks run as tasks (ic block, group of B panels); the columns are
                 // split into groups only when there are too few row blocks for the threads.
                 const std::size_t rest_ic = n_ic - 1;
@@ -379,14 +392,13 @@ namespace xconv
 
                     // First row block, fused with the packing of B: each group of B micro-panels
                     // is packed and at once multiplied by the first A block, while it is in cache.
-                    constexpr std::size_t G = NR * traits::fused_panels;
-                    // With a single row block and one thread, no later block needs the packed B,
-                    // so every group is packed into the same place, which stays in cache.
-                    const bool reuse_group_buffer = n_ic == 1 && threads == 1;
+                    // With a single row block no later block needs the packed B, so each thread
+                    // packs all its groups into one place of the buffer, which stays in cache.
+                    const bool reuse_group_buffer = n_ic == 1 && threads * G <= nc_max;
                     const auto first_block_panel = [&](std::size_t q) {
                         const std::size_t j = q * G;
                         const std::size_t n = std::min(G, nc - j);
-                        T* const b_group = reuse_group_buffer ? b_packed : b_packed + j * kc;
+                        T* const b_group = reuse_group_buffer ? b_packed + gemm_thread_index() * G * kc : b_packed + j * kc;
                         pack_b(pc, kc, jc + j, n, b_group);
                         const matrix_view<T> c_group{&c_first(0, static_cast<std::ptrdiff_t>(j)), c_first.rs, c_first.cs};
                         gemm_macrokernel<T, Arch>(mc_first, 0, n, kc, a_first, b_group, c_group, load_c, last, 0, jc + j, epilogue);
@@ -423,7 +435,9 @@ namespace xconv
                         {
                             T* a_own = gemm_workspace<T>::local().a.get(mc_max * kc_max);
                             std::size_t packed_ic = static_cast<std::size_t>(-1);
-#pragma omp for schedule(static)
+                            // Round robin, so that the (usually partial) last row block is shared
+                            // out like the others; each thread packs the A blocks it meets.
+#pragma omp for schedule(static, 1)
                             for (std::ptrdiff_t t = 0; t < static_cast<std::ptrdiff_t>(n_tasks); ++t)
                             {
                                 later_task(static_cast<std::size_t>(t), a_own, packed_ic);
