@@ -1,11 +1,23 @@
 #!/usr/bin/env python3
 """Times PyTorch and xconv on the same shape suite in the same run and prints per-shape ratios.
 
-    /usr/bin/python3 bench/compare_torch.py --bench build/bench/bench_conv \
-        [--threads 1] [--dtype float] [--pass forward] [--reps 7] [--markdown out.md] [--svg out.svg]
+    /usr/bin/python3 bench/compare_torch.py --bench build/bench/bench_conv \\
+        [--threads 1,2] [--dtype float,double] [--pass forward,forward_backward] \\
+        [--rounds 3] [--reps 5] [--only NAME,...] [--markdown out.md] [--csv out.csv]
 
-ratio = torch_time / xconv_time (> 1 means xconv is faster); the geometric mean is over the suite.
-Both sides use the same number of threads: torch.set_num_threads(n) and OMP_NUM_THREADS=n.
+Every combination of the listed thread counts, element types and passes gives one table.
+ratio = torch_time / xconv_time (> 1 means xconv is faster); the geometric mean is over the shapes.
+
+Both sides use the same number of threads: torch.set_num_threads(n), and OMP_NUM_THREADS=n for
+bench_conv (which must be built with XCONV_USE_OPENMP for n > 1). The measurements are
+interleaved so that a change in the machine's load hits both alike: in each of --rounds rounds,
+every shape is timed with PyTorch (median of --reps calls after a warm-up) and then with xconv
+(bench_conv --only, same), and each side's figure is the median over the rounds. The load
+average before and after each table is printed with it.
+
+GFLOP/s count a multiply-add as 2 flops and the forward work once; forward+backward counts it
+three times (input, weight and bias gradients: two products of the forward's size, plus the
+forward itself). The FMA ceiling is the machine's peak for the thread count (see --ceiling).
 """
 import argparse
 import math
@@ -15,7 +27,9 @@ import subprocess
 import sys
 import time
 
-FMA_CEILING_PER_CORE = {"float": 116.0, "double": 58.0}  # GFLOP/s on the reference machine (see docs)
+# Peak fused multiply-add throughput of one core, GFLOP/s (AMD EPYC Zen 4 at about 3.6 GHz:
+# 32 fp32 / 16 fp64 flops per cycle); override with --ceiling.
+FMA_CEILING_PER_CORE = {"float": 116.0, "double": 58.0}
 
 
 def read_suite(path):
@@ -26,113 +40,173 @@ def read_suite(path):
             if not line or line.startswith("#"):
                 continue
             p = line.split()
-            name, kind = p[0], p[1]
-            v = [int(x) for x in p[2:]]
             keys = "n c_in h w c_out kh kw sh sw ph pw dh dw groups oph opw".split()
-            r = dict(zip(keys, v))
-            r["name"], r["kind"] = name, kind
+            r = dict(zip(keys, (int(x) for x in p[2:])))
+            r["name"], r["kind"] = p[0], p[1]
             rows.append(r)
     return rows
 
 
-def torch_time(r, dtype, passname, reps):
-    import torch
-    import torch.nn.functional as F
+class TorchCase:
+    """One shape, set up once per (dtype, pass): tensors, the op, and its forward FLOPs."""
 
-    dt = torch.float32 if dtype == "float" else torch.float64
-    g = torch.Generator().manual_seed(42)
-    x = torch.rand(r["n"], r["c_in"], r["h"], r["w"], dtype=dt, generator=g) * 2 - 1
-    b = torch.rand(r["c_out"], dtype=dt, generator=g) * 2 - 1
-    backward = passname == "forward_backward"
-    if r["kind"] == "conv":
-        w = torch.rand(r["c_out"], r["c_in"] // r["groups"], r["kh"], r["kw"], dtype=dt, generator=g) * 2 - 1
+    def __init__(self, r, dtype, passname):
+        import torch
+        import torch.nn.functional as F
 
-        def op(x, w, b):
-            return F.conv2d(x, w, b, (r["sh"], r["sw"]), (r["ph"], r["pw"]), (r["dh"], r["dw"]), r["groups"])
-    else:
-        w = torch.rand(r["c_in"], r["c_out"] // r["groups"], r["kh"], r["kw"], dtype=dt, generator=g) * 2 - 1
+        dt = torch.float32 if dtype == "float" else torch.float64
+        g = torch.Generator().manual_seed(42)
+        self.backward = passname == "forward_backward"
+        x = torch.rand(r["n"], r["c_in"], r["h"], r["w"], dtype=dt, generator=g) * 2 - 1
+        b = torch.rand(r["c_out"], dtype=dt, generator=g) * 2 - 1
+        if r["kind"] == "conv":
+            w = torch.rand(r["c_out"], r["c_in"] // r["groups"], r["kh"], r["kw"], dtype=dt, generator=g) * 2 - 1
 
-        def op(x, w, b):
-            return F.conv_transpose2d(x, w, b, (r["sh"], r["sw"]), (r["ph"], r["pw"]), (r["oph"], r["opw"]),
-                                      r["groups"], (r["dh"], r["dw"]))
-    if backward:
-        x.requires_grad_(True)
-        w.requires_grad_(True)
-        b.requires_grad_(True)
-    with torch.no_grad():
-        gy = torch.rand_like(op(x, w, b))
+            def op(x, w, b):
+                return F.conv2d(x, w, b, (r["sh"], r["sw"]), (r["ph"], r["pw"]), (r["dh"], r["dw"]), r["groups"])
+        else:
+            w = torch.rand(r["c_in"], r["c_out"] // r["groups"], r["kh"], r["kw"], dtype=dt, generator=g) * 2 - 1
 
-    def once():
-        if backward:
+            def op(x, w, b):
+                return F.conv_transpose2d(x, w, b, (r["sh"], r["sw"]), (r["ph"], r["pw"]), (r["oph"], r["opw"]),
+                                          r["groups"], (r["dh"], r["dw"]))
+        if self.backward:
+            for t in (x, w, b):
+                t.requires_grad_(True)
+        with torch.no_grad():
             y = op(x, w, b)
-            torch.autograd.grad(y, (x, w, b), gy)
+            self.gy = torch.rand_like(y)
+        if r["kind"] == "conv":
+            self.flops = 2.0 * y.numel() * (r["c_in"] // r["groups"]) * r["kh"] * r["kw"]
+        else:
+            self.flops = 2.0 * x.numel() * (r["c_out"] // r["groups"]) * r["kh"] * r["kw"]
+        self.x, self.w, self.b, self.op = x, w, b, op
+
+    def once(self):
+        import torch
+
+        if self.backward:
+            y = self.op(self.x, self.w, self.b)
+            torch.autograd.grad(y, (self.x, self.w, self.b), self.gy)
         else:
             with torch.no_grad():
-                op(x, w, b)
+                self.op(self.x, self.w, self.b)
 
-    once()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        once()
-        times.append(time.perf_counter() - t0)
-    y = op(x, w, b)
-    if r["kind"] == "conv":
-        flops = 2.0 * y.numel() * (r["c_in"] // r["groups"]) * r["kh"] * r["kw"]
-    else:
-        flops = 2.0 * x.numel() * (r["c_out"] // r["groups"]) * r["kh"] * r["kw"]
-    return statistics.median(times), flops
+    def time(self, reps):
+        self.once()
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            self.once()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
 
 
-def xconv_times(bench, suite, dtype, passname, reps, threads):
+def xconv_time(bench, suite, name, dtype, passname, reps, threads):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
-    out = subprocess.run([bench, suite, "--dtype", dtype, "--pass", passname, "--reps", str(reps)], env=env,
-                         check=True, capture_output=True, text=True).stdout
-    res = {}
+    out = subprocess.run([bench, suite, "--dtype", dtype, "--pass", passname, "--reps", str(reps), "--only", name],
+                         env=env, check=True, capture_output=True, text=True).stdout
     for line in out.splitlines():
         p = line.split()
-        res[p[0]] = (float(p[4]), int(p[3]))
-    return res
+        if p and p[0] == name:
+            if int(p[3]) != threads:
+                print(f"warning: bench_conv ran {p[3]} thread(s), asked for {threads} "
+                      "(build it with -DXCONV_USE_OPENMP=ON)", file=sys.stderr)
+            return float(p[4])
+    raise RuntimeError(f"bench_conv printed no line for {name}")
+
+
+def loadavg():
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def run_table(args, suite, dtype, passname, threads):
+    import torch
+
+    torch.set_num_threads(threads)
+    cases = {r["name"]: TorchCase(r, dtype, passname) for r in suite}
+    t_torch = {r["name"]: [] for r in suite}
+    t_xconv = {r["name"]: [] for r in suite}
+    load_before = loadavg()
+    for _ in range(args.rounds):
+        for r in suite:
+            name = r["name"]
+            t_torch[name].append(cases[name].time(args.reps))
+            t_xconv[name].append(xconv_time(args.bench, args.suite, name, dtype, passname, args.reps, threads))
+    load_after = loadavg()
+    mult = 3.0 if passname == "forward_backward" else 1.0
+    ceiling = args.ceiling.get(dtype, FMA_CEILING_PER_CORE[dtype]) * threads
+    rows = []
+    for r in suite:
+        name = r["name"]
+        tt = statistics.median(t_torch[name])
+        xt = statistics.median(t_xconv[name])
+        work = mult * cases[name].flops
+        rows.append(dict(shape=name, dtype=dtype, passname=passname, threads=threads, torch_ms=tt * 1e3,
+                         xconv_ms=xt * 1e3, torch_gflops=work / tt * 1e-9, xconv_gflops=work / xt * 1e-9,
+                         ceiling_gflops=ceiling, ratio=tt / xt))
+    geo = math.exp(sum(math.log(x["ratio"]) for x in rows) / len(rows))
+    return rows, geo, load_before, load_after
+
+
+def markdown(rows, geo, title):
+    lines = [f"### {title}", "",
+             "| shape | torch ms | xconv ms | torch GFLOP/s | xconv GFLOP/s | xconv / ceiling | ratio |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for x in rows:
+        lines.append(f"| {x['shape']} | {x['torch_ms']:.3f} | {x['xconv_ms']:.3f} | {x['torch_gflops']:.1f} | "
+                     f"{x['xconv_gflops']:.1f} | {100 * x['xconv_gflops'] / x['ceiling_gflops']:.0f}% | "
+                     f"{x['ratio']:.2f} |")
+    lines.append(f"| **geometric mean** | | | | | | **{geo:.2f}** |")
+    return "\n".join(lines) + "\n"
 
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bench", required=True)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bench", required=True, help="path of the bench_conv executable")
     ap.add_argument("--suite", default=os.path.join(here, "suite.txt"))
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--dtype", default="float", choices=["float", "double"])
-    ap.add_argument("--pass", dest="passname", default="forward", choices=["forward", "forward_backward"])
-    ap.add_argument("--reps", type=int, default=7)
-    ap.add_argument("--markdown", help="append the table as markdown to this file")
+    ap.add_argument("--threads", default="1", help="comma-separated thread counts")
+    ap.add_argument("--dtype", default="float", help="comma-separated: float, double")
+    ap.add_argument("--pass", dest="passname", default="forward", help="comma-separated: forward, forward_backward")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median over them is reported")
+    ap.add_argument("--reps", type=int, default=5, help="timed calls per round and side (median)")
+    ap.add_argument("--only", help="comma-separated shape names")
+    ap.add_argument("--ceiling", default="", help="per-core FMA ceilings, e.g. float=116,double=58")
+    ap.add_argument("--markdown", help="append the tables as markdown to this file")
+    ap.add_argument("--csv", help="append one line per shape and table to this CSV file")
     args = ap.parse_args()
+    args.ceiling = {k: float(v) for k, v in (kv.split("=") for kv in args.ceiling.split(",") if kv)}
 
-    import torch
-    torch.set_num_threads(args.threads)
     suite = read_suite(args.suite)
-    xc = xconv_times(args.bench, args.suite, args.dtype, args.passname, args.reps, args.threads)
-    lines = []
-    title = f"{args.dtype}, {args.passname}, {args.threads} thread(s)"
-    lines.append(f"| shape | torch ms | xconv ms | torch GFLOP/s | xconv GFLOP/s | ratio |")
-    lines.append("|---|---|---|---|---|---|")
-    ratios = []
-    mult = 3.0 if args.passname == "forward_backward" else 1.0
-    for r in suite:
-        tt, flops = torch_time(r, args.dtype, args.passname, args.reps)
-        xt, xthreads = xc[r["name"]]
-        if xthreads != args.threads:
-            print(f"warning: xconv ran {xthreads} thread(s), torch {args.threads}", file=sys.stderr)
-        ratio = tt / xt
-        ratios.append(ratio)
-        lines.append(f"| {r['name']} | {tt*1e3:.3f} | {xt*1e3:.3f} | {mult*flops/tt*1e-9:.1f} | "
-                     f"{mult*flops/xt*1e-9:.1f} | {ratio:.2f} |")
-    geo = math.exp(sum(math.log(x) for x in ratios) / len(ratios))
-    lines.append(f"| **geometric mean** | | | | | **{geo:.2f}** |")
-    text = f"### {title}\n\n" + "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "a") as f:
-            f.write(text + "\n")
+    if args.only:
+        keep = set(args.only.split(","))
+        suite = [r for r in suite if r["name"] in keep]
+    fields = ["shape", "dtype", "passname", "threads", "torch_ms", "xconv_ms", "torch_gflops", "xconv_gflops",
+              "ceiling_gflops", "ratio"]
+    if args.csv and not os.path.exists(args.csv):
+        with open(args.csv, "w") as f:
+            f.write(",".join(fields) + "\n")
+    for threads in (int(t) for t in args.threads.split(",")):
+        for dtype in args.dtype.split(","):
+            for passname in args.passname.split(","):
+                rows, geo, l0, l1 = run_table(args, suite, dtype, passname, threads)
+                label = "forward" if passname == "forward" else "forward+backward"
+                title = f"{dtype}, {label}, {threads} thread{'s' if threads > 1 else ''}"
+                text = markdown(rows, geo, title)
+                text += f"\nload average {l0:.2f} before, {l1:.2f} after; {args.rounds} rounds x {args.reps} reps\n"
+                print(text, flush=True)
+                if args.markdown:
+                    with open(args.markdown, "a") as f:
+                        f.write(text + "\n")
+                if args.csv:
+                    with open(args.csv, "a") as f:
+                        for x in rows:
+                            f.write(",".join(str(x[k]) if not isinstance(x[k], float) else f"{x[k]:.6g}"
+                                             for k in fields) + "\n")
 
 
 if __name__ == "__main__":

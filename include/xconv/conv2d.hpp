@@ -18,6 +18,10 @@
 #include <xtensor/xarray.hpp>
 #include <xtensor/xtensor.hpp>
 
+#include "detail/conv_lowered.hpp"
+#include "detail/conv_pack.hpp"
+#include "detail/conv_parallel.hpp"
+#include "detail/conv_scratch.hpp"
 #include "detail/direct.hpp"
 #include "gemm.hpp"
 #include "options.hpp"
@@ -40,136 +44,6 @@ namespace xconv
 
     namespace detail
     {
-        // ------------------------------------------------------------------ lowered passes
-        //
-        // One sample, one group. The "plane" is what im2col reads and col2im writes: Cp channels
-        // of win.height x win.width. The "grid" is Cg rows of L = win.blocks() values, one per
-        // sliding block. The weight is [Cg, Cp*kh*kw], row-major. For conv2d the plane is the
-        // input and the grid the output; for conv_transpose2d the other way round.
-
-        /// True when im2col would copy the plane unchanged (1x1 kernel, stride 1, no padding).
-        inline bool is_identity(const window2d& w) noexcept
-        {
-            return w.kernel_h == 1 && w.kernel_w == 1 && w.stride_h == 1 && w.stride_w == 1 && w.pad_top == 0
-                   && w.pad_left == 0 && w.blocks_h == w.height && w.blocks_w == w.width;
-        }
-
-        /// grid [Cg, L] = W [Cg, Cp*taps] x cols(plane) [Cp*taps, L]
-        template <class T>
-        void lowered_forward(const window2d& win,
-                             std::int64_t Cp,
-                             std::int64_t Cg,
-                             const T* W,
-                             const T* plane,
-                             T* grid,
-                             std::vector<T>& scratch)
-        {
-            if (prefer_direct(Cp, Cg))
-            {
-                direct_forward(win, Cp, Cg, W, plane, grid);
-                return;
-            }
-            const std::int64_t K = Cp * win.taps();
-            const std::int64_t L = win.blocks();
-            const T* cols = plane;
-            if (!is_identity(win))
-            {
-                scratch.resize(static_cast<std::size_t>(K * L));
-                im2col(plane, Cp, win, scratch.data(), L, 0, L);
-                cols = scratch.data();
-            }
-            // [Cg, K] x [K, L] -> [Cg, L]
-            gemm<T>(Cg, L, K, row_major(W, K), row_major(cols, L), row_major(grid, L), false);
-        }
-
-        /// plane = col2im( W^T [Cp*taps, Cg] x grid [Cg, L] ), plane overwritten
-        template <class T>
-        void lowered_backward_data(const window2d& win,
-                                   std::int64_t Cp,
-                                   std::int64_t Cg,
-                                   const T* W,
-                                   const T* grid,
-                                   T* plane,
-                                   std::vector<T>& scratch)
-        {
-            if (prefer_direct(Cp, Cg))
-            {
-                direct_backward_data(win, Cp, Cg, W, grid, plane);
-                return;
-            }
-            const std::int64_t K = Cp * win.taps();
-            const std::int64_t L = win.blocks();
-            if (is_identity(win))
-            {
-                // [Cp, Cg] x [Cg, L] -> [Cp, L], written straight into the plane
-                gemm<T>(K, L, Cg, transposed(W, K), row_major(grid, L), row_major(plane, L), false);
-                return;
-            }
-            scratch.resize(static_cast<std::size_t>(K * L));
-            // [K, Cg] x [Cg, L] -> [K, L]
-            gemm<T>(K, L, Cg, transposed(W, K), row_major(grid, L), row_major(scratch.data(), L), false);
-            col2im(scratch.data(), L, Cp, win, plane, false);
-        }
-
-        /// Wgrad [Cg, Cp*taps] += grid [Cg, L] x cols(plane)^T [L, Cp*taps]
-        template <class T>
-        void lowered_backward_weight(const window2d& win,
-                                     std::int64_t Cp,
-                                     std::int64_t Cg,
-                                     const T* grid,
-                                     const T* plane,
-                                     T* Wgrad,
-                                     std::vector<T>& scratch)
-        {
-            if (prefer_direct(Cp, Cg))
-            {
-                direct_backward_weight(win, Cp, Cg, grid, plane, Wgrad);
-                return;
-            }
-            const std::int64_t K = Cp * win.taps();
-            const std::int64_t L = win.blocks();
-            const T* cols = plane;
-            if (!is_identity(win))
-            {
-                scratch.resize(static_cast<std::size_t>(K * L));
-                im2col(plane, Cp, win, scratch.data(), L, 0, L);
-                cols = scratch.data();
-            }
-            // [Cg, L] x [L, K] -> [Cg, K], accumulated
-            gemm<T>(Cg, K, L, row_major(grid, L), transposed(cols, L), row_major(Wgrad, K), true);
-        }
-
-        /// grid[c, :] += bias[c] for Cg rows of L values.
-        template <class T>
-        void add_bias(const T* bias, std::int64_t rows, std::int64_t L, T* grid) noexcept
-        {
-            for (std::int64_t c = 0; c < rows; ++c)
-            {
-                const T b = bias[c];
-                T* r = grid + c * L;
-                for (std::int64_t l = 0; l < L; ++l)
-                {
-                    r[l] += b;
-                }
-            }
-        }
-
-        /// grad_bias[c] += sum over L of grid[c, :], for each of `rows` rows.
-        template <class T>
-        void accumulate_bias_grad(const T* grid, std::int64_t rows, std::int64_t L, T* grad_bias) noexcept
-        {
-            for (std::int64_t c = 0; c < rows; ++c)
-            {
-                const T* r = grid + c * L;
-                T s = T(0);
-                for (std::int64_t l = 0; l < L; ++l)
-                {
-                    s += r[l];
-                }
-                grad_bias[c] += s;
-            }
-        }
-
         // ------------------------------------------------------------------ explicit padding
 
         /// Source index of padded position p (may be negative or >= n) along an axis of size n.
@@ -233,40 +107,37 @@ namespace xconv
 
         // ------------------------------------------------------------------ conv2d on raw buffers
 
+        /// The Cin/groups input planes of sample n, group g, as the passes read them: padded into
+        /// the calling thread's buffer `buf` when the plan pads explicitly, else in place.
+        template <class T>
+        const T* conv2d_group_input(const conv2d_plan& p, const T* x, std::int64_t n, std::int64_t g, conv_buffer<T>& buf)
+        {
+            const std::int64_t Cin_g = p.in_per_group();
+            const T* src = x + (n * p.in_channels + g * Cin_g) * p.in_h * p.in_w;
+            if (!p.explicit_pad)
+            {
+                return src;
+            }
+            T* padded = buf.get(static_cast<std::size_t>(Cin_g * p.win.plane()));
+            pad_planes(src, Cin_g, p, padded);
+            return padded;
+        }
+
         /// out (N, C_out, H_out, W_out) = conv2d(x, weight) + bias; bias may be null.
         template <class T>
         void conv2d_forward_into(const conv2d_plan& p, const T* x, const T* weight, const T* bias, T* out)
         {
             const std::int64_t Cin_g = p.in_per_group(), Cout_g = p.out_per_group();
             const std::int64_t L = p.win.blocks();
-            const std::int64_t in_plane = p.in_h * p.in_w;
             const std::int64_t K = Cin_g * p.win.taps();
-            std::vector<T> padded, scratch;
-            if (p.explicit_pad)
-            {
-                padded.resize(static_cast<std::size_t>(p.in_channels * p.win.plane()));
-            }
-            for (std::int64_t n = 0; n < p.batch; ++n)
-            {
-                const T* xn = x + n * p.in_channels * in_plane;
-                std::int64_t plane_size = in_plane;
-                if (p.explicit_pad)
-                {
-                    pad_planes(xn, p.in_channels, p, padded.data());
-                    xn = padded.data();
-                    plane_size = p.win.plane();
-                }
-                for (std::int64_t g = 0; g < p.groups; ++g)
-                {
-                    T* grid = out + (n * p.out_channels + g * Cout_g) * L;
-                    lowered_forward(p.win, Cin_g, Cout_g, weight + g * Cout_g * K, xn + g * Cin_g * plane_size, grid,
-                                    scratch);
-                    if (bias != nullptr)
-                    {
-                        add_bias(bias + g * Cout_g, Cout_g, L, grid);
-                    }
-                }
-            }
+            const conv_taps taps(p.win);
+            // per sample and group: [Cout_g, K] x cols(x_g) [K, L] -> [Cout_g, L] (+ bias)
+            for_each_sample_group<T>(p.batch, p.groups, [&](std::int64_t n, std::int64_t g, std::size_t budget, bool) {
+                const T* src = conv2d_group_input(p, x, n, g, conv_workspace<T>::local().padded);
+                lowered_forward(p.win, taps, Cin_g, Cout_g, weight + g * Cout_g * K, src,
+                                out + (n * p.out_channels + g * Cout_g) * L, bias != nullptr ? bias + g * Cout_g : nullptr,
+                                budget);
+            });
         }
 
         /// The three gradients of conv2d; a null destination is not computed. gw and gb are
@@ -284,56 +155,88 @@ namespace xconv
             const std::int64_t L = p.win.blocks();
             const std::int64_t in_plane = p.in_h * p.in_w;
             const std::int64_t K = Cin_g * p.win.taps();
-            if (gw != nullptr)
+            const conv_taps taps(p.win);
+            const std::int64_t threads = conv_threads();
+            if (prefer_direct(Cin_g, Cout_g) && (threads == 1 || conv_split_tasks(p.groups, threads)))
             {
-                std::fill(gw, gw + p.out_channels * K, T(0));
+                // Few channels per group (depthwise): the three gradients of one group over the
+                // batch, in order, by one thread, so that each plane of dy is read from memory once.
+                if (gw != nullptr)
+                {
+                    std::fill(gw, gw + p.out_channels * K, T(0));
+                }
+                if (gb != nullptr)
+                {
+                    std::fill(gb, gb + p.out_channels, T(0));
+                }
+                const std::size_t budget = scratch_per_thread(static_cast<std::size_t>(threads));
+                conv_parallel_for(p.groups, threads > 1, [&](std::int64_t g) {
+                    conv_workspace<T>& ws = conv_workspace<T>::local();
+                    for (std::int64_t n = 0; n < p.batch; ++n)
+                    {
+                        const T* gy = grad_out + (n * p.out_channels + g * Cout_g) * L;
+                        if (gb != nullptr)
+                        {
+                            for (std::int64_t c = 0; c < Cout_g; ++c)
+                            {
+                                gb[g * Cout_g + c] += row_sum(gy + c * L, L);
+                            }
+                        }
+                        if (gw != nullptr)
+                        {
+                            direct_backward_weight(p.win, Cin_g, Cout_g, gy, conv2d_group_input(p, x, n, g, ws.padded),
+                                                   gw + g * Cout_g * K, budget);
+                        }
+                        if (gx != nullptr)
+                        {
+                            T* gxg = gx + (n * p.in_channels + g * Cin_g) * in_plane;
+                            T* dst = p.explicit_pad ? ws.padded_grad.get(static_cast<std::size_t>(Cin_g * p.win.plane())) : gxg;
+                            direct_backward_data(p.win, Cin_g, Cout_g, weight + g * Cout_g * K, gy, dst,
+                                                 static_cast<const T*>(nullptr), budget);
+                            if (p.explicit_pad)
+                            {
+                                unpad_planes(dst, Cin_g, p, gxg);
+                            }
+                        }
+                    }
+                });
+                return;
             }
             if (gb != nullptr)
             {
-                std::fill(gb, gb + p.out_channels, T(0));
+                bias_grad(grad_out, p.batch, p.out_channels, L, gb);
             }
-            std::vector<T> padded, grad_padded, scratch;
-            if (p.explicit_pad)
+            if (gw != nullptr)
             {
-                padded.resize(static_cast<std::size_t>(p.in_channels * p.win.plane()));
-                grad_padded.resize(padded.size());
+                // dW_g [Cout_g, K] += dy_g [Cout_g, L] x cols(x_g)^T [L, K], over the batch in order
+                std::fill(gw, gw + p.out_channels * K, T(0));
+                accumulate_weight_grad<T>(
+                    p.batch, p.groups, K, prefer_direct(Cin_g, Cout_g),
+                    [&](std::int64_t n, std::int64_t g) {
+                        return conv2d_group_input(p, x, n, g, conv_workspace<T>::local().padded);
+                    },
+                    [&](std::int64_t g, std::int64_t n, const T* src, std::int64_t k_begin, std::int64_t k_end,
+                        std::size_t budget) {
+                        lowered_backward_weight(p.win, taps, Cin_g, Cout_g, grad_out + (n * p.out_channels + g * Cout_g) * L,
+                                                src, gw + g * Cout_g * K, k_begin, k_end, budget);
+                    });
             }
-            const std::int64_t plane_size = p.explicit_pad ? p.win.plane() : in_plane;
-            for (std::int64_t n = 0; n < p.batch; ++n)
+            if (gx != nullptr)
             {
-                const T* gyn = grad_out + n * p.out_channels * L;
-                if (gb != nullptr)
-                {
-                    accumulate_bias_grad(gyn, p.out_channels, L, gb);
-                }
-                if (gw != nullptr)
-                {
-                    const T* xn = x + n * p.in_channels * in_plane;
+                // dx_g = col2im( W_g^T [K, Cout_g] x dy_g [Cout_g, L] )
+                for_each_sample_group<T>(p.batch, p.groups, [&](std::int64_t n, std::int64_t g, std::size_t budget, bool inner) {
+                    T* gxg = gx + (n * p.in_channels + g * Cin_g) * in_plane;
+                    T* dst = p.explicit_pad
+                                 ? conv_workspace<T>::local().padded_grad.get(static_cast<std::size_t>(Cin_g * p.win.plane()))
+                                 : gxg;
+                    lowered_backward_data(p.win, taps, Cin_g, Cout_g, weight + g * Cout_g * K,
+                                          grad_out + (n * p.out_channels + g * Cout_g) * L, dst, static_cast<const T*>(nullptr),
+                                          budget, inner);
                     if (p.explicit_pad)
                     {
-                        pad_planes(xn, p.in_channels, p, padded.data());
-                        xn = padded.data();
+                        unpad_planes(dst, Cin_g, p, gxg);
                     }
-                    for (std::int64_t g = 0; g < p.groups; ++g)
-                    {
-                        lowered_backward_weight(p.win, Cin_g, Cout_g, gyn + g * Cout_g * L, xn + g * Cin_g * plane_size,
-                                                gw + g * Cout_g * K, scratch);
-                    }
-                }
-                if (gx != nullptr)
-                {
-                    T* gxn = gx + n * p.in_channels * in_plane;
-                    T* dst = p.explicit_pad ? grad_padded.data() : gxn;
-                    for (std::int64_t g = 0; g < p.groups; ++g)
-                    {
-                        lowered_backward_data(p.win, Cin_g, Cout_g, weight + g * Cout_g * K, gyn + g * Cout_g * L,
-                                              dst + g * Cin_g * plane_size, scratch);
-                    }
-                    if (p.explicit_pad)
-                    {
-                        unpad_planes(grad_padded.data(), p.in_channels, p, gxn);
-                    }
-                }
+                });
             }
         }
 

@@ -45,20 +45,14 @@ namespace xconv
             const std::int64_t L = p.win.blocks();         // H * W
             const std::int64_t out_plane = p.win.plane();  // H_out * W_out
             const std::int64_t K = Cout_g * p.win.taps();
-            std::vector<T> scratch;
-            for (std::int64_t n = 0; n < p.batch; ++n)
-            {
-                for (std::int64_t g = 0; g < p.groups; ++g)
-                {
-                    T* plane = out + (n * p.out_channels + g * Cout_g) * out_plane;
-                    lowered_backward_data(p.win, Cout_g, Cin_g, weight + g * Cin_g * K,
-                                          x + (n * p.in_channels + g * Cin_g) * L, plane, scratch);
-                    if (bias != nullptr)
-                    {
-                        add_bias(bias + g * Cout_g, Cout_g, out_plane, plane);
-                    }
-                }
-            }
+            const conv_taps taps(p.win);
+            // per sample and group: bias + col2im( W_g^T [K, Cin_g] x x_g [Cin_g, L] )
+            for_each_sample_group<T>(p.batch, p.groups, [&](std::int64_t n, std::int64_t g, std::size_t budget, bool inner) {
+                lowered_backward_data(p.win, taps, Cout_g, Cin_g, weight + g * Cin_g * K,
+                                      x + (n * p.in_channels + g * Cin_g) * L,
+                                      out + (n * p.out_channels + g * Cout_g) * out_plane,
+                                      bias != nullptr ? bias + g * Cout_g : nullptr, budget, inner);
+            });
         }
 
         /// The three gradients of conv_transpose2d; a null destination is not computed. gw and gb
@@ -76,36 +70,71 @@ namespace xconv
             const std::int64_t L = p.win.blocks();
             const std::int64_t out_plane = p.win.plane();
             const std::int64_t K = Cout_g * p.win.taps();
-            if (gw != nullptr)
+            const conv_taps taps(p.win);
+            const std::int64_t threads = conv_threads();
+            if (prefer_direct(Cout_g, Cin_g) && (threads == 1 || conv_split_tasks(p.groups, threads)))
             {
-                std::fill(gw, gw + p.in_channels * K, T(0));
+                // Few channels per group (depthwise): the three gradients of one group over the
+                // batch, in order, by one thread, so that each plane of dy is read from memory once.
+                if (gw != nullptr)
+                {
+                    std::fill(gw, gw + p.in_channels * K, T(0));
+                }
+                if (gb != nullptr)
+                {
+                    std::fill(gb, gb + p.out_channels, T(0));
+                }
+                const std::size_t budget = scratch_per_thread(static_cast<std::size_t>(threads));
+                conv_parallel_for(p.groups, threads > 1, [&](std::int64_t g) {
+                    for (std::int64_t n = 0; n < p.batch; ++n)
+                    {
+                        const T* gy = grad_out + (n * p.out_channels + g * Cout_g) * out_plane;
+                        if (gb != nullptr)
+                        {
+                            for (std::int64_t c = 0; c < Cout_g; ++c)
+                            {
+                                gb[g * Cout_g + c] += row_sum(gy + c * out_plane, out_plane);
+                            }
+                        }
+                        if (gw != nullptr)
+                        {
+                            direct_backward_weight(p.win, Cout_g, Cin_g, x + (n * p.in_channels + g * Cin_g) * L, gy,
+                                                   gw + g * Cin_g * K, budget);
+                        }
+                        if (gx != nullptr)
+                        {
+                            direct_forward(p.win, Cout_g, Cin_g, weight + g * Cin_g * K, gy,
+                                           gx + (n * p.in_channels + g * Cin_g) * L, static_cast<const T*>(nullptr), budget);
+                        }
+                    }
+                });
+                return;
             }
             if (gb != nullptr)
             {
-                std::fill(gb, gb + p.out_channels, T(0));
+                bias_grad(grad_out, p.batch, p.out_channels, out_plane, gb);
             }
-            std::vector<T> scratch;
-            for (std::int64_t n = 0; n < p.batch; ++n)
+            if (gw != nullptr)
             {
-                const T* gyn = grad_out + n * p.out_channels * out_plane;
-                if (gb != nullptr)
-                {
-                    accumulate_bias_grad(gyn, p.out_channels, out_plane, gb);
-                }
-                for (std::int64_t g = 0; g < p.groups; ++g)
-                {
-                    const T* gy_g = gyn + g * Cout_g * out_plane;
-                    if (gx != nullptr)
-                    {
-                        lowered_forward(p.win, Cout_g, Cin_g, weight + g * Cin_g * K, gy_g,
-                                        gx + (n * p.in_channels + g * Cin_g) * L, scratch);
-                    }
-                    if (gw != nullptr)
-                    {
-                        lowered_backward_weight(p.win, Cout_g, Cin_g, x + (n * p.in_channels + g * Cin_g) * L, gy_g,
-                                                gw + g * Cin_g * K, scratch);
-                    }
-                }
+                // dW_g [Cin_g, K] += x_g [Cin_g, L] x cols(dy_g)^T [L, K], over the batch in order
+                std::fill(gw, gw + p.in_channels * K, T(0));
+                accumulate_weight_grad<T>(
+                    p.batch, p.groups, K, prefer_direct(Cout_g, Cin_g),
+                    [&](std::int64_t n, std::int64_t g) { return grad_out + (n * p.out_channels + g * Cout_g) * out_plane; },
+                    [&](std::int64_t g, std::int64_t n, const T* gy_g, std::int64_t k_begin, std::int64_t k_end,
+                        std::size_t budget) {
+                        lowered_backward_weight(p.win, taps, Cout_g, Cin_g, x + (n * p.in_channels + g * Cin_g) * L, gy_g,
+                                                gw + g * Cin_g * K, k_begin, k_end, budget);
+                    });
+            }
+            if (gx != nullptr)
+            {
+                // dx_g [Cin_g, L] = W_g [Cin_g, K] x cols(dy_g) [K, L]
+                for_each_sample_group<T>(p.batch, p.groups, [&](std::int64_t n, std::int64_t g, std::size_t budget, bool) {
+                    lowered_forward(p.win, taps, Cout_g, Cin_g, weight + g * Cin_g * K,
+                                    grad_out + (n * p.out_channels + g * Cout_g) * out_plane,
+                                    gx + (n * p.in_channels + g * Cin_g) * L, static_cast<const T*>(nullptr), budget);
+                });
             }
         }
 

@@ -1,20 +1,42 @@
 // xconv: GEMM-free ("direct") versions of the three lowered passes, for groups with so few
 // channels that the GEMM degenerates (depthwise convolutions: one input channel per group).
 //
-// Same contract as the lowered passes in conv2d.hpp: the plane is Cp channels of
+// Same contract as the lowered passes (conv_lowered.hpp): the plane is Cp channels of
 // win.height x win.width, the grid is Cg rows of win.blocks() values, the weight is
-// [Cg, Cp*kh*kw] row-major. Each pass walks the kernel taps in the outer loops and runs along a
-// row of blocks in the inner loop, so for stride 1 the inner loop is a contiguous axpy the
-// compiler vectorises. No scratch memory.
+// [Cg, Cp*kh*kw] row-major.
+//
+// Each channel plane is first staged, a band of rows at a time, into a zero-bordered copy q that
+// covers every pixel the windows read (and a vector's width more on the right), so the loops
+// below never test a bound. Then:
+//   * 3x3 (and 5x5, 1x1) kernels with stride 1 and dilation 1: register-blocked vector kernels;
+//     forward keeps 4 output rows x 2 vectors of accumulators while each staged input row is
+//     loaded once per kernel column, backward-weights keeps one accumulator vector per tap. The
+//     row tail goes through a vector-wide temporary.
+//   * backward-data with stride 1 is a forward pass over the staged gradient with the kernel
+//     flipped (a "full" correlation), so it runs on the same kernels;
+//   * everything else: per output row, one strided axpy (or dot product) per tap.
+// In every case an output element is the sum of its initial value (bias or zero) and the taps in
+// the order (input channel, i, j) or, for backward-data, its reverse; a weight-gradient element is
+// the sum over rows of blocks of fixed-width vector partial sums, reduced in lane order. The
+// order depends only on the shapes (and the vector width of the build), never on threads.
 #ifndef XCONV_DETAIL_DIRECT_HPP
 #define XCONV_DETAIL_DIRECT_HPP
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
+#include <utility>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "../options.hpp"
 #include "../unfold.hpp"
+#include "conv_scratch.hpp"
+#include "gemm_kernel.hpp"
+#include "gemm_traits.hpp"
 
 namespace xconv
 {
@@ -26,173 +48,904 @@ namespace xconv
             return Cp * Cg <= 4;
         }
 
-        /// Callers capture the weight by value: a reference could alias the row being written
-        /// and keep the compiler from vectorising.
-        /// Calls f(oy, y, x_off, lo, hi) for every row of blocks oy whose tap row y is inside the
-        /// plane; blocks ox in [lo, hi) read the plane column ox*stride_w + x_off.
-        template <class F>
-        void for_each_tap_row(const window2d& w, std::int64_t i, std::int64_t j, F&& f)
+        /// Vector operations of the direct kernels: the GEMM micro-kernel's (xsimd batches for the
+        /// build's instruction set, or plain T without SIMD).
+        template <class T>
+        using direct_vec = gemm_vec<T, gemm_arch>;
+
+        /// A band of a channel plane staged with zero borders: q[r * ld + x] holds the plane pixel
+        /// (row0 + r - top, x - left) for x < cols, or 0 outside the plane or past cols, for
+        /// r < rows and x < ld.
+        template <class T>
+        void stage_rows(const T* src,
+                        std::int64_t height,
+                        std::int64_t width,
+                        std::int64_t top,
+                        std::int64_t left,
+                        std::int64_t row0,
+                        std::int64_t rows,
+                        std::int64_t cols,
+                        std::int64_t ld,
+                        T* q) noexcept
         {
-            const std::int64_t x_off = j * w.dil_w - w.pad_left;
-            std::int64_t lo, hi;
-            valid_block_range(w.blocks_w, w.stride_w, x_off, w.width, lo, hi);
-            if (lo >= hi)
+            const std::int64_t x_lo = std::clamp<std::int64_t>(left, 0, cols);
+            const std::int64_t x_hi = std::clamp<std::int64_t>(left + width, x_lo, cols);
+            for (std::int64_t r = 0; r < rows; ++r)
             {
-                return;
-            }
-            const std::int64_t y_off = i * w.dil_h - w.pad_top;
-            std::int64_t oy_lo, oy_hi;
-            valid_block_range(w.blocks_h, w.stride_h, y_off, w.height, oy_lo, oy_hi);
-            for (std::int64_t oy = oy_lo; oy < oy_hi; ++oy)
-            {
-                f(oy, oy * w.stride_h + y_off, x_off, lo, hi);
+                T* d = q + r * ld;
+                const std::int64_t y = row0 + r - top;
+                if (static_cast<std::uint64_t>(y) >= static_cast<std::uint64_t>(height))
+                {
+                    std::fill(d, d + ld, T(0));
+                    continue;
+                }
+                std::fill(d, d + x_lo, T(0));
+                const T* s = src + y * width + (x_lo - left);
+                std::copy(s, s + (x_hi - x_lo), d + x_lo);
+                std::fill(d + x_hi, d + ld, T(0));
             }
         }
 
-        /// grid [Cg, L] = W [Cg, Cp*taps] (*) plane
-        template <class T>
-        void direct_forward(const window2d& w, std::int64_t Cp, std::int64_t Cg, const T* W, const T* plane, T* grid)
+        /// Geometry of a direct pass on one plane: output rows x cols read the staged plane at
+        /// rows oy*sh + i*dh and columns ox*sw + j*dw.
+        struct direct_geometry
         {
-            const std::int64_t L = w.blocks(), P = w.plane(), taps = w.taps(), sw = w.stride_w;
-            std::fill(grid, grid + Cg * L, T(0));
-            for (std::int64_t cg = 0; cg < Cg; ++cg)
+            std::int64_t out_h, out_w;        // output (grid) size
+            std::int64_t kh, kw, sh, sw, dh, dw;
+            std::int64_t src_h, src_w;        // the plane that is staged
+            std::int64_t top, left;           // its offset inside the staged coordinates
+            std::int64_t q_cols;              // staged columns read: (out_w-1)*sw + (kw-1)*dw + 1
+            std::int64_t ld;                  // staged row length, with a vector of margin
+
+            bool fast() const noexcept { return sh == 1 && sw == 1 && dh == 1 && dw == 1; }
+
+            /// Staged rows needed by output rows [oy0, oy1).
+            std::int64_t rows_for(std::int64_t oy0, std::int64_t oy1) const noexcept
             {
-                T* out = grid + cg * L;
-                for (std::int64_t cp = 0; cp < Cp; ++cp)
+                return (oy1 - 1 - oy0) * sh + (kh - 1) * dh + 1;
+            }
+        };
+
+        template <class T>
+        direct_geometry make_direct_geometry(std::int64_t out_h,
+                                             std::int64_t out_w,
+                                             std::int64_t kh,
+                                             std::int64_t kw,
+                                             std::int64_t sh,
+                                             std::int64_t sw,
+                                             std::int64_t dh,
+                                             std::int64_t dw,
+                                             std::int64_t src_h,
+                                             std::int64_t src_w,
+                                             std::int64_t top,
+                                             std::int64_t left) noexcept
+        {
+            direct_geometry g{out_h, out_w, kh, kw, sh, sw, dh, dw, src_h, src_w, top, left, 0, 0};
+            g.q_cols = (out_w - 1) * sw + (kw - 1) * dw + 1;
+            const auto lanes = static_cast<std::int64_t>(direct_vec<T>::lanes);
+            g.ld = (g.q_cols + lanes + lanes - 1) / lanes * lanes;
+            return g;
+        }
+
+        /// Output rows the register-blocked kernels compute at once.
+        constexpr std::int64_t direct_row_block = 8;
+
+        /// Output rows per band: the staged band of rows fits in the scratch budget.
+        template <class T>
+        std::int64_t direct_band(const direct_geometry& g, std::size_t budget) noexcept
+        {
+            const std::size_t row_bytes = static_cast<std::size_t>(g.ld) * sizeof(T);
+            const auto fit = static_cast<std::int64_t>(budget / std::max<std::size_t>(row_bytes, 1));
+            // staged rows of a band of b output rows: (b - 1)*sh + (kh - 1)*dh + 1
+            // Whole blocks of direct_row_block rows, so that the row blocks of the kernels sit at
+            // the same rows whatever the band size.
+            const std::int64_t b = ((fit - (g.kh - 1) * g.dh - 1) / g.sh + 1) / direct_row_block * direct_row_block;
+            return std::clamp<std::int64_t>(b, std::min(direct_row_block, g.out_h), g.out_h);
+        }
+
+        // ------------------------------------------------------------------ vector kernels
+
+        /// R output rows x NV vectors at column ox: out = start + taps over the staged band q, with
+        /// start the value out holds (Load) or `init`.
+        template <class T, int KH, int KW, int R, int NV, bool Load>
+        XCONV_GEMM_ALWAYS_INLINE void direct_block(const T* q,
+                                                   std::int64_t ld,
+                                                   const typename direct_vec<T>::type* w,
+                                                   const typename direct_vec<T>::type& init,
+                                                   T* out,
+                                                   std::int64_t out_w,
+                                                   std::int64_t ox) noexcept
+        {
+            using vec = direct_vec<T>;
+            using V = typename vec::type;
+            constexpr auto L = static_cast<std::int64_t>(vec::lanes);
+            V acc[R][NV];
+            XCONV_GEMM_UNROLL
+            for (int r = 0; r < R; ++r)
+            {
+                XCONV_GEMM_UNROLL
+                for (int v = 0; v < NV; ++v)
                 {
-                    const T* src = plane + cp * P;
-                    for (std::int64_t i = 0; i < w.kernel_h; ++i)
+                    if constexpr (Load)
                     {
-                        for (std::int64_t j = 0; j < w.kernel_w; ++j)
+                        acc[r][v] = vec::load(out + r * out_w + ox + v * L);
+                    }
+                    else
+                    {
+                        acc[r][v] = init;
+                    }
+                }
+            }
+            XCONV_GEMM_UNROLL
+            for (int r = 0; r < R; ++r)
+            {
+                XCONV_GEMM_UNROLL
+                for (int i = 0; i < KH; ++i)
+                {
+                    const T* row = q + (r + i) * ld + ox;
+                    XCONV_GEMM_UNROLL
+                    for (int j = 0; j < KW; ++j)
+                    {
+                        XCONV_GEMM_UNROLL
+                        for (int v = 0; v < NV; ++v)
                         {
-                            const T wt = W[(cg * Cp + cp) * taps + i * w.kernel_w + j];
-                            for_each_tap_row(w, i, j,
-                                             [=, &w](std::int64_t oy, std::int64_t y, std::int64_t x_off, std::int64_t lo,
-                                                 std::int64_t hi) {
-                                                 T* o = out + oy * w.blocks_w;
-                                                 const T* s = src + y * w.width + x_off;
-                                                 if (sw == 1)
-                                                 {
-                                                     for (std::int64_t ox = lo; ox < hi; ++ox)
-                                                     {
-                                                         o[ox] += wt * s[ox];
-                                                     }
-                                                 }
-                                                 else
-                                                 {
-                                                     for (std::int64_t ox = lo; ox < hi; ++ox)
-                                                     {
-                                                         o[ox] += wt * s[ox * sw];
-                                                     }
-                                                 }
-                                             });
+                            acc[r][v] = vec::fma(w[i * KW + j], vec::load(row + j + v * L), acc[r][v]);
+                        }
+                    }
+                }
+            }
+            XCONV_GEMM_UNROLL
+            for (int r = 0; r < R; ++r)
+            {
+                XCONV_GEMM_UNROLL
+                for (int v = 0; v < NV; ++v)
+                {
+                    vec::store(out + r * out_w + ox + v * L, acc[r][v]);
+                }
+            }
+        }
+
+        /// R output rows of out (row length out_w) = start + the KH x KW taps over the staged band
+        /// q (stride 1, dilation 1): two vectors at a time, then one, then the tail through a
+        /// vector-wide temporary.
+        template <class T, int KH, int KW, int R, bool Load>
+        void direct_rows(const T* q,
+                         std::int64_t ld,
+                         const typename direct_vec<T>::type* w,
+                         const typename direct_vec<T>::type& init,
+                         T* out,
+                         std::int64_t out_w) noexcept
+        {
+            using vec = direct_vec<T>;
+            constexpr auto L = static_cast<std::int64_t>(vec::lanes);
+            std::int64_t ox = 0;
+            for (; ox + 2 * L <= out_w; ox += 2 * L)
+            {
+                direct_block<T, KH, KW, R, 2, Load>(q, ld, w, init, out, out_w, ox);
+            }
+            for (; ox + L <= out_w; ox += L)
+            {
+                direct_block<T, KH, KW, R, 1, Load>(q, ld, w, init, out, out_w, ox);
+            }
+            if (ox < out_w)
+            {
+                const std::int64_t n = out_w - ox;
+                alignas(64) T tmp[R * L];
+                if constexpr (Load)
+                {
+                    for (int r = 0; r < R; ++r)
+                    {
+                        std::copy(out + r * out_w + ox, out + r * out_w + out_w, tmp + r * L);
+                        std::fill(tmp + r * L + n, tmp + (r + 1) * L, T(0));
+                    }
+                }
+                direct_block<T, KH, KW, R, 1, Load>(q + ox, ld, w, init, tmp, L, 0);
+                for (int r = 0; r < R; ++r)
+                {
+                    std::copy(tmp + r * L, tmp + r * L + n, out + r * out_w + ox);
+                }
+            }
+        }
+
+        /// out [rows, out_w] = start + KH x KW stride-1 correlation of the staged band q with wt,
+        /// start being out's values (init null) or *init.
+        template <class T, int KH, int KW>
+        void direct_plane_fixed(const T* q,
+                                std::int64_t ld,
+                                const T* wt,
+                                const T* init,
+                                T* out,
+                                std::int64_t rows,
+                                std::int64_t out_w) noexcept
+        {
+            using vec = direct_vec<T>;
+            typename vec::type w[KH * KW];
+            for (int t = 0; t < KH * KW; ++t)
+            {
+                w[t] = vec::broadcast(wt[t]);
+            }
+            const typename vec::type start = vec::broadcast(init != nullptr ? *init : T(0));
+            constexpr int R = 4;
+            const auto run = [&](auto load) {
+                constexpr bool Load = decltype(load)::value;
+                std::int64_t oy = 0;
+                for (; oy + R <= rows; oy += R)
+                {
+                    direct_rows<T, KH, KW, R, Load>(q + oy * ld, ld, w, start, out + oy * out_w, out_w);
+                }
+                for (; oy < rows; ++oy)
+                {
+                    direct_rows<T, KH, KW, 1, Load>(q + oy * ld, ld, w, start, out + oy * out_w, out_w);
+                }
+            };
+            if (init == nullptr)
+            {
+                run(std::true_type{});
+            }
+            else
+            {
+                run(std::false_type{});
+            }
+        }
+
+        /// acc[t] += grid rows x staged rows shifted by tap t (stride 1, dilation 1), for every tap,
+        /// one vector of partial sums per tap.
+        template <class T, int KH, int KW>
+        void direct_wgrad_fixed(const T* q,
+                                std::int64_t ld,
+                                const T* grid,
+                                std::int64_t rows,
+                                std::int64_t out_w,
+                                typename direct_vec<T>::type* acc) noexcept
+        {
+            using vec = direct_vec<T>;
+            using V = typename vec::type;
+            constexpr auto L = static_cast<std::int64_t>(vec::lanes);
+            V a[KH * KW];
+            for (int t = 0; t < KH * KW; ++t)
+            {
+                a[t] = acc[t];
+            }
+            const auto step = [&](const V& g, const T* qrow) {
+                XCONV_GEMM_UNROLL
+                for (int i = 0; i < KH; ++i)
+                {
+                    XCONV_GEMM_UNROLL
+                    for (int j = 0; j < KW; ++j)
+                    {
+                        a[i * KW + j] = vec::fma(g, vec::load(qrow + i * ld + j), a[i * KW + j]);
+                    }
+                }
+            };
+            for (std::int64_t oy = 0; oy < rows; ++oy)
+            {
+                const T* g = grid + oy * out_w;
+                const T* qrow = q + oy * ld;
+                std::int64_t ox = 0;
+                for (; ox + L <= out_w; ox += L)
+                {
+                    step(vec::load(g + ox), qrow + ox);
+                }
+                if (ox < out_w)
+                {
+                    alignas(64) T tmp[L];
+                    std::fill(tmp, tmp + L, T(0));
+                    std::copy(g + ox, g + out_w, tmp);
+                    step(vec::load(tmp), qrow + ox);
+                }
+            }
+            for (int t = 0; t < KH * KW; ++t)
+            {
+                acc[t] = a[t];
+            }
+        }
+
+#if defined(__AVX512F__) && !defined(XCONV_GEMM_NO_SIMD)
+#define XCONV_DIRECT_AVX512 1
+#if defined(__GNUC__) && !defined(__clang__)
+        // GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself, which
+        // -Wuninitialized reports at every use.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+        // ------------------------------------------------------------------ AVX-512 kernels
+        //
+        // Unaligned loads of shifted windows cost a full load each (and two when they straddle a
+        // cache line): with AVX-512 the kernels instead load each staged row once per vector,
+        // aligned (q is 64-byte aligned and ld a whole number of vectors), and form the shifted
+        // windows j = 1, 2, ... from two neighbouring vectors with one valign each. Row tails use
+        // masked loads and stores.
+
+        template <class T>
+        struct direct_avx512;
+
+        template <>
+        struct direct_avx512<float>
+        {
+            using V = __m512;
+            using M = __mmask16;
+            static constexpr std::int64_t lanes = 16;
+            static M mask(std::int64_t n) noexcept { return n >= lanes ? M(0xFFFF) : M((1u << n) - 1u); }
+            static V load(const float* p) noexcept { return _mm512_load_ps(p); }
+            static V load(M m, const float* p) noexcept { return _mm512_maskz_loadu_ps(m, p); }
+            static void store(float* p, M m, V v) noexcept { _mm512_mask_storeu_ps(p, m, v); }
+            static V set1(float v) noexcept { return _mm512_set1_ps(v); }
+            static V zero() noexcept { return _mm512_setzero_ps(); }
+            static V fma(V a, V b, V c) noexcept { return _mm512_fmadd_ps(a, b, c); }
+            /// Lanes j .. j + 15 of the 32 lanes lo:hi.
+            template <int J>
+            static V window(V lo, V hi) noexcept
+            {
+                if constexpr (J == 0)
+                {
+                    return lo;
+                }
+                else
+                {
+                    return _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(hi), _mm512_castps_si512(lo), J));
+                }
+            }
+            static float sum(V v) noexcept
+            {
+                alignas(64) float l[16];
+                _mm512_store_ps(l, v);
+                float s = 0.0f;
+                for (float x : l)
+                {
+                    s += x;
+                }
+                return s;
+            }
+        };
+
+        template <>
+        struct direct_avx512<double>
+        {
+            using V = __m512d;
+            using M = __mmask8;
+            static constexpr std::int64_t lanes = 8;
+            static M mask(std::int64_t n) noexcept { return n >= lanes ? M(0xFF) : M((1u << n) - 1u); }
+            static V load(const double* p) noexcept { return _mm512_load_pd(p); }
+            static V load(M m, const double* p) noexcept { return _mm512_maskz_loadu_pd(m, p); }
+            static void store(double* p, M m, V v) noexcept { _mm512_mask_storeu_pd(p, m, v); }
+            static V set1(double v) noexcept { return _mm512_set1_pd(v); }
+            static V zero() noexcept { return _mm512_setzero_pd(); }
+            static V fma(V a, V b, V c) noexcept { return _mm512_fmadd_pd(a, b, c); }
+            template <int J>
+            static V window(V lo, V hi) noexcept
+            {
+                if constexpr (J == 0)
+                {
+                    return lo;
+                }
+                else
+                {
+                    return _mm512_castsi512_pd(_mm512_alignr_epi64(_mm512_castpd_si512(hi), _mm512_castpd_si512(lo), J));
+                }
+            }
+            static double sum(V v) noexcept
+            {
+                alignas(64) double l[8];
+                _mm512_store_pd(l, v);
+                double s = 0.0;
+                for (double x : l)
+                {
+                    s += x;
+                }
+                return s;
+            }
+        };
+
+        template <class T, int... J>
+        XCONV_GEMM_ALWAYS_INLINE void direct_avx512_windows(typename direct_avx512<T>::V lo,
+                                                            typename direct_avx512<T>::V hi,
+                                                            typename direct_avx512<T>::V* s,
+                                                            std::integer_sequence<int, J...>) noexcept
+        {
+            ((s[J] = direct_avx512<T>::template window<J>(lo, hi)), ...);
+        }
+
+        /// The KW windows of staged row `row` at column ox (a multiple of the vector width).
+        template <class T, int KW>
+        XCONV_GEMM_ALWAYS_INLINE void direct_avx512_windows(const T* row, typename direct_avx512<T>::V* s) noexcept
+        {
+            using A = direct_avx512<T>;
+            direct_avx512_windows<T>(A::load(row), A::load(row + A::lanes), s, std::make_integer_sequence<int, KW>{});
+        }
+
+        /// R output rows (row length out_w) = start + KH x KW stride-1 correlation of the staged
+        /// rows q (R + KH - 1 of them), start being out's values (Load) or init.
+        template <class T, int KH, int KW, int R, bool Load>
+        void direct_avx512_rows(const T* q,
+                                std::int64_t ld,
+                                const typename direct_avx512<T>::V* w,
+                                typename direct_avx512<T>::V init,
+                                T* out,
+                                std::int64_t out_w) noexcept
+        {
+            using A = direct_avx512<T>;
+            using V = typename A::V;
+            for (std::int64_t ox = 0; ox < out_w; ox += A::lanes)
+            {
+                const auto m = A::mask(out_w - ox);
+                V acc[R];
+                XCONV_GEMM_UNROLL
+                for (int r = 0; r < R; ++r)
+                {
+                    acc[r] = Load ? A::load(m, out + r * out_w + ox) : init;
+                }
+                XCONV_GEMM_UNROLL
+                for (int t = 0; t < R + KH - 1; ++t)
+                {
+                    V s[KW];
+                    direct_avx512_windows<T, KW>(q + t * ld + ox, s);
+                    XCONV_GEMM_UNROLL
+                    for (int i = 0; i < KH; ++i)
+                    {
+                        const int r = t - i;
+                        if (r >= 0 && r < R)
+                        {
+                            XCONV_GEMM_UNROLL
+                            for (int j = 0; j < KW; ++j)
+                            {
+                                acc[r] = A::fma(w[i * KW + j], s[j], acc[r]);
+                            }
+                        }
+                    }
+                }
+                XCONV_GEMM_UNROLL
+                for (int r = 0; r < R; ++r)
+                {
+                    A::store(out + r * out_w + ox, m, acc[r]);
+                }
+            }
+        }
+
+        /// out [rows, out_w] = start + KH x KW stride-1 correlation of the staged band q with wt.
+        template <class T, int KH, int KW>
+        void direct_avx512_plane(const T* q, std::int64_t ld, const T* wt, const T* init, T* out, std::int64_t rows, std::int64_t out_w) noexcept
+        {
+            using A = direct_avx512<T>;
+            typename A::V w[KH * KW];
+            for (int t = 0; t < KH * KW; ++t)
+            {
+                w[t] = A::set1(wt[t]);
+            }
+            const typename A::V start = A::set1(init != nullptr ? *init : T(0));
+            const auto run = [&](auto load) {
+                constexpr bool Load = decltype(load)::value;
+                constexpr int R = static_cast<int>(direct_row_block);
+                std::int64_t oy = 0;
+                for (; oy + R <= rows; oy += R)
+                {
+                    direct_avx512_rows<T, KH, KW, R, Load>(q + oy * ld, ld, w, start, out + oy * out_w, out_w);
+                }
+                for (; oy + 2 <= rows; oy += 2)
+                {
+                    direct_avx512_rows<T, KH, KW, 2, Load>(q + oy * ld, ld, w, start, out + oy * out_w, out_w);
+                }
+                for (; oy < rows; ++oy)
+                {
+                    direct_avx512_rows<T, KH, KW, 1, Load>(q + oy * ld, ld, w, start, out + oy * out_w, out_w);
+                }
+            };
+            if (init == nullptr)
+            {
+                run(std::true_type{});
+            }
+            else
+            {
+                run(std::false_type{});
+            }
+        }
+
+        /// acc[i*KW + j] += R grid rows x the staged rows they read through tap (i, j).
+        template <class T, int KH, int KW, int R>
+        void direct_avx512_wgrad_rows(const T* q, std::int64_t ld, const T* grid, std::int64_t out_w, typename direct_avx512<T>::V* acc) noexcept
+        {
+            using A = direct_avx512<T>;
+            using V = typename A::V;
+            for (std::int64_t ox = 0; ox < out_w; ox += A::lanes)
+            {
+                const auto m = A::mask(out_w - ox);
+                V g[R];
+                XCONV_GEMM_UNROLL
+                for (int r = 0; r < R; ++r)
+                {
+                    g[r] = A::load(m, grid + r * out_w + ox);
+                }
+                XCONV_GEMM_UNROLL
+                for (int t = 0; t < R + KH - 1; ++t)
+                {
+                    V s[KW];
+                    direct_avx512_windows<T, KW>(q + t * ld + ox, s);
+                    XCONV_GEMM_UNROLL
+                    for (int i = 0; i < KH; ++i)
+                    {
+                        const int r = t - i;
+                        if (r >= 0 && r < R)
+                        {
+                            XCONV_GEMM_UNROLL
+                            for (int j = 0; j < KW; ++j)
+                            {
+                                acc[i * KW + j] = A::fma(g[r], s[j], acc[i * KW + j]);
+                            }
                         }
                     }
                 }
             }
         }
 
-        /// plane = W^T [Cp*taps, Cg] x grid, scattered back (col2im without the columns)
+        /// wgrad[i*KW + j] accumulators over a band of rows (stride 1, dilation 1).
+        template <class T, int KH, int KW>
+        void direct_avx512_wgrad(const T* q, std::int64_t ld, const T* grid, std::int64_t rows, std::int64_t out_w, typename direct_avx512<T>::V* acc) noexcept
+        {
+            constexpr int R = static_cast<int>(direct_row_block);
+            std::int64_t oy = 0;
+            for (; oy + R <= rows; oy += R)
+            {
+                direct_avx512_wgrad_rows<T, KH, KW, R>(q + oy * ld, ld, grid + oy * out_w, out_w, acc);
+            }
+            for (; oy < rows; ++oy)
+            {
+                direct_avx512_wgrad_rows<T, KH, KW, 1>(q + oy * ld, ld, grid + oy * out_w, out_w, acc);
+            }
+        }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+#endif
+
+        // ------------------------------------------------------------------ generic kernels
+
+        /// out [rows, out_w] = start + correlation of the staged band q with the kh x kw kernel wt
+        /// at any stride and dilation (start: out's values, or *init): one strided axpy per tap and
+        /// output row.
+        template <class T>
+        void direct_plane_generic(const direct_geometry& g, const T* q, const T* wt, const T* init, T* out, std::int64_t rows) noexcept
+        {
+            for (std::int64_t oy = 0; oy < rows; ++oy)
+            {
+                T* o = out + oy * g.out_w;
+                if (init != nullptr)
+                {
+                    std::fill(o, o + g.out_w, *init);
+                }
+                for (std::int64_t i = 0; i < g.kh; ++i)
+                {
+                    const T* qrow = q + (oy * g.sh + i * g.dh) * g.ld;
+                    for (std::int64_t j = 0; j < g.kw; ++j)
+                    {
+                        const T w = wt[i * g.kw + j];
+                        const T* s = qrow + j * g.dw;
+                        if (g.sw == 1)
+                        {
+                            for (std::int64_t ox = 0; ox < g.out_w; ++ox)
+                            {
+                                o[ox] += w * s[ox];
+                            }
+                        }
+                        else
+                        {
+                            for (std::int64_t ox = 0; ox < g.out_w; ++ox)
+                            {
+                                o[ox] += w * s[ox * g.sw];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        /// Partial sums of the generic weight-gradient kernel per tap.
+        constexpr std::int64_t direct_wgrad_lanes = 8;
+
+        /// acc[t * 8 + l] += partial sums over the band of grid x staged pixels of tap t, any
+        /// stride / dilation: eight interleaved partial sums per tap.
+        template <class T>
+        void direct_wgrad_generic(const direct_geometry& g, const T* q, const T* grid, std::int64_t rows, T* acc) noexcept
+        {
+            constexpr std::int64_t lanes = direct_wgrad_lanes;
+            for (std::int64_t i = 0; i < g.kh; ++i)
+            {
+                for (std::int64_t j = 0; j < g.kw; ++j)
+                {
+                    T* a = acc + (i * g.kw + j) * lanes;
+                    for (std::int64_t oy = 0; oy < rows; ++oy)
+                    {
+                        const T* gr = grid + oy * g.out_w;
+                        const T* s = q + (oy * g.sh + i * g.dh) * g.ld + j * g.dw;
+                        std::int64_t ox = 0;
+                        if (g.sw == 1)
+                        {
+                            for (; ox + lanes <= g.out_w; ox += lanes)
+                            {
+                                for (std::int64_t l = 0; l < lanes; ++l)
+                                {
+                                    a[l] += gr[ox + l] * s[ox + l];
+                                }
+                            }
+                        }
+                        for (; ox < g.out_w; ++ox)
+                        {
+                            a[0] += gr[ox] * s[ox * g.sw];
+                        }
+                    }
+                }
+            }
+        }
+
+        // ------------------------------------------------------------------ one plane
+
+        /// out [out_h, out_w] = start + correlation of plane src with the kernel wt (kh*kw values),
+        /// start being out's values (init null) or *init, band by band of output rows through the
+        /// calling thread's staging buffer.
+        template <class T>
+        void direct_correlate(const direct_geometry& g, const T* src, const T* wt, const T* init, T* out, std::size_t budget)
+        {
+            const std::int64_t band = direct_band<T>(g, budget);
+            T* q = conv_workspace<T>::local().stage.get(static_cast<std::size_t>(g.rows_for(0, band) * g.ld));
+            for (std::int64_t oy0 = 0; oy0 < g.out_h; oy0 += band)
+            {
+                const std::int64_t oy1 = std::min(g.out_h, oy0 + band);
+                stage_rows(src, g.src_h, g.src_w, g.top, g.left, oy0 * g.sh, g.rows_for(oy0, oy1), g.q_cols, g.ld, q);
+                T* o = out + oy0 * g.out_w;
+                const std::int64_t rows = oy1 - oy0;
+#if defined(XCONV_DIRECT_AVX512)
+                if (g.fast() && g.kh == 3 && g.kw == 3)
+                {
+                    direct_avx512_plane<T, 3, 3>(q, g.ld, wt, init, o, rows, g.out_w);
+                    continue;
+                }
+                if (g.fast() && g.kh == 5 && g.kw == 5)
+                {
+                    direct_avx512_plane<T, 5, 5>(q, g.ld, wt, init, o, rows, g.out_w);
+                    continue;
+                }
+#endif
+                if (g.fast() && g.kh == 3 && g.kw == 3)
+                {
+                    direct_plane_fixed<T, 3, 3>(q, g.ld, wt, init, o, rows, g.out_w);
+                }
+                else if (g.fast() && g.kh == 5 && g.kw == 5)
+                {
+                    direct_plane_fixed<T, 5, 5>(q, g.ld, wt, init, o, rows, g.out_w);
+                }
+                else if (g.fast() && g.kh == 1 && g.kw == 1)
+                {
+                    direct_plane_fixed<T, 1, 1>(q, g.ld, wt, init, o, rows, g.out_w);
+                }
+                else
+                {
+                    direct_plane_generic(g, q, wt, init, o, rows);
+                }
+            }
+        }
+
+        /// wgrad (kh*kw values) += sum over blocks of grid x the plane pixels each tap reads. The
+        /// partial sums run on across the bands and are reduced once at the end, so the result
+        /// does not depend on the band size.
+        template <class T>
+        void direct_weight_grad(const direct_geometry& g, const T* src, const T* grid, T* wgrad, std::size_t budget)
+        {
+            const std::int64_t taps = g.kh * g.kw;
+            const bool fixed3 = g.fast() && g.kh == 3 && g.kw == 3;
+            const bool fixed5 = g.fast() && g.kh == 5 && g.kw == 5;
+            const std::int64_t band = direct_band<T>(g, budget);
+            T* q = conv_workspace<T>::local().stage.get(static_cast<std::size_t>(g.rows_for(0, band) * g.ld));
+#if defined(XCONV_DIRECT_AVX512)
+            using A = direct_avx512<T>;
+            typename A::V acc[25];
+            for (auto& a : acc)
+            {
+                a = A::zero();
+            }
+#else
+            using vec = direct_vec<T>;
+            typename vec::type acc[25];
+            for (auto& a : acc)
+            {
+                a = vec::zero();
+            }
+#endif
+            T* gacc = nullptr;
+            if (!fixed3 && !fixed5)
+            {
+                const auto n = static_cast<std::size_t>(taps * direct_wgrad_lanes);
+                gacc = conv_workspace<T>::local().tile.get(n);
+                std::fill(gacc, gacc + n, T(0));
+            }
+            for (std::int64_t oy0 = 0; oy0 < g.out_h; oy0 += band)
+            {
+                const std::int64_t oy1 = std::min(g.out_h, oy0 + band);
+                stage_rows(src, g.src_h, g.src_w, g.top, g.left, oy0 * g.sh, g.rows_for(oy0, oy1), g.q_cols, g.ld, q);
+                const T* gr = grid + oy0 * g.out_w;
+                const std::int64_t rows = oy1 - oy0;
+#if defined(XCONV_DIRECT_AVX512)
+                if (fixed3)
+                {
+                    direct_avx512_wgrad<T, 3, 3>(q, g.ld, gr, rows, g.out_w, acc);
+                }
+                else if (fixed5)
+                {
+                    direct_avx512_wgrad<T, 5, 5>(q, g.ld, gr, rows, g.out_w, acc);
+                }
+#else
+                if (fixed3)
+                {
+                    direct_wgrad_fixed<T, 3, 3>(q, g.ld, gr, rows, g.out_w, acc);
+                }
+                else if (fixed5)
+                {
+                    direct_wgrad_fixed<T, 5, 5>(q, g.ld, gr, rows, g.out_w, acc);
+                }
+#endif
+                else
+                {
+                    direct_wgrad_generic(g, q, gr, rows, gacc);
+                }
+            }
+            for (std::int64_t t = 0; t < taps; ++t)
+            {
+                T s = T(0);
+                if (gacc != nullptr)
+                {
+                    for (std::int64_t l = 0; l < direct_wgrad_lanes; ++l)
+                    {
+                        s += gacc[t * direct_wgrad_lanes + l];
+                    }
+                }
+                else
+                {
+#if defined(XCONV_DIRECT_AVX512)
+                    s = A::sum(acc[t]);
+#else
+                    alignas(64) T lanes[vec::lanes];
+                    vec::store(lanes, acc[t]);
+                    for (std::size_t l = 0; l < vec::lanes; ++l)
+                    {
+                        s += lanes[l];
+                    }
+#endif
+                }
+                wgrad[t] += s;
+            }
+        }
+
+        /// The forward geometry of a window: the grid reads the plane.
+        template <class T>
+        direct_geometry forward_geometry(const window2d& w) noexcept
+        {
+            return make_direct_geometry<T>(w.blocks_h, w.blocks_w, w.kernel_h, w.kernel_w, w.stride_h, w.stride_w, w.dil_h,
+                                           w.dil_w, w.height, w.width, w.pad_top, w.pad_left);
+        }
+
+        // ------------------------------------------------------------------ the three passes
+
+        /// grid [Cg, L] = W [Cg, Cp*taps] (*) plane, plus bias[c] on grid row c when not null.
+        template <class T>
+        void direct_forward(const window2d& w,
+                            std::int64_t Cp,
+                            std::int64_t Cg,
+                            const T* W,
+                            const T* plane,
+                            T* grid,
+                            const T* bias,
+                            std::size_t budget)
+        {
+            const std::int64_t L = w.blocks(), P = w.plane(), taps = w.taps();
+            const direct_geometry g = forward_geometry<T>(w);
+            const T zero = T(0);
+            for (std::int64_t cg = 0; cg < Cg; ++cg)
+            {
+                // The first input channel starts from the bias, the others from the running sum.
+                const T* init = bias != nullptr ? bias + cg : &zero;
+                for (std::int64_t cp = 0; cp < Cp; ++cp)
+                {
+                    direct_correlate(g, plane + cp * P, W + (cg * Cp + cp) * taps, cp == 0 ? init : nullptr, grid + cg * L,
+                                     budget);
+                }
+            }
+        }
+
+        /// plane += the grid row of one output channel scattered back through one kernel wt
+        /// (kh*kw values) at any stride: each block adds wt[i, j] x its value to the pixel tap
+        /// (i, j) read.
+        template <class T>
+        void direct_scatter(const window2d& w, const T* wt, const T* grid, T* plane) noexcept
+        {
+            const std::int64_t sw = w.stride_w;
+            for (std::int64_t i = 0; i < w.kernel_h; ++i)
+            {
+                const std::int64_t y_off = i * w.dil_h - w.pad_top;
+                std::int64_t oy_lo, oy_hi;
+                valid_block_range(w.blocks_h, w.stride_h, y_off, w.height, oy_lo, oy_hi);
+                for (std::int64_t j = 0; j < w.kernel_w; ++j)
+                {
+                    const T wt_ij = wt[i * w.kernel_w + j];
+                    const std::int64_t x_off = j * w.dil_w - w.pad_left;
+                    std::int64_t lo, hi;
+                    valid_block_range(w.blocks_w, sw, x_off, w.width, lo, hi);
+                    for (std::int64_t oy = oy_lo; oy < oy_hi && lo < hi; ++oy)
+                    {
+                        const T* g = grid + oy * w.blocks_w;
+                        T* d = plane + (oy * w.stride_h + y_off) * w.width + x_off;
+                        for (std::int64_t ox = lo; ox < hi; ++ox)
+                        {
+                            d[ox * sw] += wt_ij * g[ox];
+                        }
+                    }
+                }
+            }
+        }
+
+        /// plane = W^T [Cp*taps, Cg] x grid scattered back (col2im without the columns), plus
+        /// bias[c] on plane channel c when not null.
         template <class T>
         void direct_backward_data(const window2d& w,
                                   std::int64_t Cp,
                                   std::int64_t Cg,
                                   const T* W,
                                   const T* grid,
-                                  T* plane)
+                                  T* plane,
+                                  const T* bias,
+                                  std::size_t budget)
         {
-            const std::int64_t L = w.blocks(), P = w.plane(), taps = w.taps(), sw = w.stride_w;
-            std::fill(plane, plane + Cp * P, T(0));
+            const std::int64_t L = w.blocks(), P = w.plane(), taps = w.taps();
+            constexpr std::int64_t max_flipped = 64;
+            if (w.stride_h == 1 && w.stride_w == 1 && taps <= max_flipped)
+            {
+                // plane[y, x] = start + sum_ij W[i, j] grid[y + pad_top - i*dil_h, x + pad_left - j*dil_w]:
+                // a forward pass over the grid (zero outside) with the kernel flipped.
+                const direct_geometry g =
+                    make_direct_geometry<T>(w.height, w.width, w.kernel_h, w.kernel_w, 1, 1, w.dil_h, w.dil_w, w.blocks_h,
+                                            w.blocks_w, (w.kernel_h - 1) * w.dil_h - w.pad_top,
+                                            (w.kernel_w - 1) * w.dil_w - w.pad_left);
+                T flipped[max_flipped];
+                const T zero = T(0);
+                for (std::int64_t cp = 0; cp < Cp; ++cp)
+                {
+                    for (std::int64_t cg = 0; cg < Cg; ++cg)
+                    {
+                        const T* wt = W + (cg * Cp + cp) * taps;
+                        std::reverse_copy(wt, wt + taps, flipped);
+                        const T* init = cg == 0 ? (bias != nullptr ? bias + cp : &zero) : nullptr;
+                        direct_correlate(g, grid + cg * L, flipped, init, plane + cp * P, budget);
+                    }
+                }
+                return;
+            }
             for (std::int64_t cp = 0; cp < Cp; ++cp)
             {
-                T* dst = plane + cp * P;
+                std::fill(plane + cp * P, plane + (cp + 1) * P, bias != nullptr ? bias[cp] : T(0));
+            }
+            for (std::int64_t cp = 0; cp < Cp; ++cp)
+            {
                 for (std::int64_t cg = 0; cg < Cg; ++cg)
                 {
-                    const T* in = grid + cg * L;
-                    for (std::int64_t i = 0; i < w.kernel_h; ++i)
-                    {
-                        for (std::int64_t j = 0; j < w.kernel_w; ++j)
-                        {
-                            const T wt = W[(cg * Cp + cp) * taps + i * w.kernel_w + j];
-                            for_each_tap_row(w, i, j,
-                                             [=, &w](std::int64_t oy, std::int64_t y, std::int64_t x_off, std::int64_t lo,
-                                                 std::int64_t hi) {
-                                                 const T* g = in + oy * w.blocks_w;
-                                                 T* d = dst + y * w.width + x_off;
-                                                 if (sw == 1)
-                                                 {
-                                                     for (std::int64_t ox = lo; ox < hi; ++ox)
-                                                     {
-                                                         d[ox] += wt * g[ox];
-                                                     }
-                                                 }
-                                                 else
-                                                 {
-                                                     for (std::int64_t ox = lo; ox < hi; ++ox)
-                                                     {
-                                                         d[ox * sw] += wt * g[ox];
-                                                     }
-                                                 }
-                                             });
-                        }
-                    }
+                    direct_scatter(w, W + (cg * Cp + cp) * taps, grid + cg * L, plane + cp * P);
                 }
             }
         }
 
-        /// Wgrad [Cg, Cp*taps] += grid [Cg, L] x cols(plane)^T, one dot product per weight. The sum
-        /// runs over rows of blocks in order, each row in eight interleaved partial sums combined
-        /// in a fixed order: the result depends only on the shapes.
+        /// Wgrad [Cg, Cp*taps] += grid [Cg, L] x cols(plane)^T, one dot product per weight.
         template <class T>
         void direct_backward_weight(const window2d& w,
                                     std::int64_t Cp,
                                     std::int64_t Cg,
                                     const T* grid,
                                     const T* plane,
-                                    T* Wgrad)
+                                    T* Wgrad,
+                                    std::size_t budget)
         {
-            const std::int64_t L = w.blocks(), P = w.plane(), taps = w.taps(), sw = w.stride_w;
-            constexpr std::int64_t lanes = 8;
+            const std::int64_t L = w.blocks(), P = w.plane(), taps = w.taps();
+            const direct_geometry g = forward_geometry<T>(w);
             for (std::int64_t cg = 0; cg < Cg; ++cg)
             {
-                const T* in = grid + cg * L;
                 for (std::int64_t cp = 0; cp < Cp; ++cp)
                 {
-                    const T* src = plane + cp * P;
-                    for (std::int64_t i = 0; i < w.kernel_h; ++i)
-                    {
-                        for (std::int64_t j = 0; j < w.kernel_w; ++j)
-                        {
-                            T acc[lanes] = {};
-                            for_each_tap_row(w, i, j,
-                                             [&](std::int64_t oy, std::int64_t y, std::int64_t x_off, std::int64_t lo,
-                                                 std::int64_t hi) {
-                                                 const T* g = in + oy * w.blocks_w;
-                                                 const T* s = src + y * w.width + x_off;
-                                                 std::int64_t ox = lo;
-                                                 if (sw == 1)
-                                                 {
-                                                     for (; ox + lanes <= hi; ox += lanes)
-                                                     {
-                                                         for (std::int64_t l = 0; l < lanes; ++l)
-                                                         {
-                                                             acc[l] += g[ox + l] * s[ox + l];
-                                                         }
-                                                     }
-                                                 }
-                                                 for (; ox < hi; ++ox)
-                                                 {
-                                                     acc[0] += g[ox] * s[ox * sw];
-                                                 }
-                                             });
-                            T sum = T(0);
-                            for (std::int64_t l = 0; l < lanes; ++l)
-                            {
-                                sum += acc[l];
-                            }
-                            Wgrad[(cg * Cp + cp) * taps + i * w.kernel_w + j] += sum;
-                        }
-                    }
+                    direct_weight_grad(g, plane + cp * P, grid + cg * L, Wgrad + (cg * Cp + cp) * taps, budget);
                 }
             }
         }

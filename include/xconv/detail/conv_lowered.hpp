@@ -1,0 +1,410 @@
+// xconv: the three lowered passes every convolution is built from, each a sequence of GEMMs over
+// tiles of output positions.
+//
+// One sample, one group. The "plane" is what im2col reads and col2im writes: Cp channels of
+// win.height x win.width. The "grid" is Cg rows of L = win.blocks() values, one per sliding
+// block. The weight is [Cg, K] row-major with K = Cp*kh*kw. For conv2d the plane is the input and
+// the grid the output; for conv_transpose2d the other way round.
+//
+//   forward           grid [Cg, L]  = W [Cg, K] x cols(plane) [K, L]  (+ bias per row)
+//   backward-data     plane         = col2im( W^T [K, Cg] x grid [Cg, L] )  (+ bias per channel)
+//   backward-weights  Wgrad [Cg, K] += grid [Cg, L] x cols(plane)^T [L, K]
+//
+// How each runs:
+//   * 1x1 kernels with stride 1 and no padding: cols(plane) is the plane itself, read (or, for
+//     backward-data, written) directly by the GEMM.
+//   * forward: the im2col is done by the GEMM's B packer (im2col_b_packer), straight from the
+//     plane into packed panels, tile by tile of positions; the bias is added by the GEMM's
+//     epilogue. A narrow output (L below two register panels, e.g. 7 x 7) is computed transposed,
+//     C^T = cols^T W^T, with the im2col in the A packer, so that the register tile is not mostly
+//     padding; its epilogue stores the tile back transposed.
+//   * backward-data: per tile of positions, the GEMM's output [K, tile] lands in scratch and is
+//     scattered into the plane by col2im_tile (in parallel over channels when asked).
+//   * backward-weights: per tile of positions, im2col_tile builds [rows, tile] of the columns in
+//     scratch and the GEMM accumulates; the rows may be a sub-range [k_begin, k_end), so that
+//     threads can share one weight gradient by columns.
+//   * few channels per group (prefer_direct, e.g. depthwise): the GEMM-free loops of direct.hpp.
+//
+// Every element of every result is one accumulation chain in a fixed order (the GEMM's contract;
+// col2im_tile's tap order), so tile sizes, the scratch limit and the thread count change no bit.
+// The passes call the built-in GEMM driver directly (the fused packers have no BLAS
+// equivalent), with or without XCONV_USE_BLAS.
+#ifndef XCONV_DETAIL_CONV_LOWERED_HPP
+#define XCONV_DETAIL_CONV_LOWERED_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "../options.hpp"
+#include "conv_pack.hpp"
+#include "conv_scratch.hpp"
+#include "direct.hpp"
+#include "gemm_driver.hpp"
+#include "gemm_pack.hpp"
+#include "gemm_traits.hpp"
+#include "gemm_view.hpp"
+
+namespace xconv
+{
+    namespace detail
+    {
+        /// True when im2col would copy the plane unchanged (1x1 kernel, stride 1, no padding).
+        inline bool is_identity(const window2d& w) noexcept
+        {
+            return w.kernel_h == 1 && w.kernel_w == 1 && w.stride_h == 1 && w.stride_w == 1 && w.pad_top == 0
+                   && w.pad_left == 0 && w.blocks_h == w.height && w.blocks_w == w.width;
+        }
+
+        /// Bytes of the GEMM's packed A block (one per thread taking part).
+        template <class T>
+        constexpr std::size_t gemm_a_block_bytes() noexcept
+        {
+            return gemm_traits<T>::mc * gemm_traits<T>::kc * sizeof(T);
+        }
+
+        /// Depth of the GEMM's packed blocks for a product of depth K.
+        template <class T>
+        constexpr std::size_t gemm_depth_block(std::int64_t K) noexcept
+        {
+            return std::min<std::size_t>(gemm_traits<T>::kc, static_cast<std::size_t>(K));
+        }
+
+        /// Tile of output positions: as many as `budget` bytes allow at `per_position` bytes each
+        /// on top of `fixed`, whole register panels, at least one panel, the L positions split
+        /// into tiles of equal size.
+        template <class T>
+        std::int64_t position_tile(std::int64_t L, std::size_t per_position, std::size_t fixed, std::size_t budget) noexcept
+        {
+            const auto NR = static_cast<std::int64_t>(gemm_traits<T>::nr);
+            const std::size_t room = budget > fixed ? budget - fixed : 0;
+            std::int64_t t = static_cast<std::int64_t>(room / std::max<std::size_t>(per_position, 1)) / NR * NR;
+            t = std::max(t, NR);
+            if (t >= L)
+            {
+                return L;
+            }
+            const std::int64_t tiles = (L + t - 1) / t;
+            const std::int64_t even = (L + tiles - 1) / tiles;
+            return std::min(L, (even + NR - 1) / NR * NR);
+        }
+
+        /// Whether a GEMM whose output has `L` columns is better computed transposed: fewer
+        /// columns than two register panels, and rows enough to fill the transposed tile.
+        template <class T>
+        bool narrow_output(std::int64_t L, std::int64_t rows) noexcept
+        {
+            return L < 2 * static_cast<std::int64_t>(gemm_traits<T>::nr) && rows >= static_cast<std::int64_t>(gemm_traits<T>::nr);
+        }
+
+        /// grid [Cg, L] = W [Cg, K] x cols(plane) [K, L], plus bias[c] on row c when bias is not null.
+        template <class T>
+        void lowered_forward(const window2d& win,
+                             const conv_taps& taps,
+                             std::int64_t Cp,
+                             std::int64_t Cg,
+                             const T* W,
+                             const T* plane,
+                             T* grid,
+                             const T* bias,
+                             std::size_t budget)
+        {
+            if (prefer_direct(Cp, Cg))
+            {
+                direct_forward(win, Cp, Cg, W, plane, grid, bias, budget);
+                return;
+            }
+            const std::int64_t K = Cp * win.taps();
+            const std::int64_t L = win.blocks();
+            const auto uK = static_cast<std::size_t>(K), uCg = static_cast<std::size_t>(Cg);
+            const bool identity = is_identity(win);
+            const std::size_t kc = gemm_depth_block<T>(K);
+
+            const std::size_t transposed_bytes =
+                static_cast<std::size_t>(L * Cg) * sizeof(T) + kc * uCg * sizeof(T) + 2 * gemm_a_block_bytes<T>();
+            if (narrow_output<T>(L, Cg) && transposed_bytes <= std::max<std::size_t>(budget, 1 << 20))
+            {
+                // C^T [L, Cg] = cols^T [L, K] x W^T [K, Cg], stored back transposed (+ bias)
+                const auto uL = static_cast<std::size_t>(L);
+                T* ct = conv_workspace<T>::local().tile.get(uL * uCg);
+                const strided_b_packer<T> pack_w{transposed(W, K)};
+                const transposed_store_epilogue<T> store{grid, L, 0, bias};
+                if (identity)
+                {
+                    gemm_driver<T>(uL, uCg, uK, strided_a_packer<T>{transposed(plane, L)}, pack_w, row_major(ct, Cg), false,
+                                   store);
+                }
+                else
+                {
+                    gemm_driver<T>(uL, uCg, uK, im2col_t_a_packer<T>{plane, &win, &taps, 0}, pack_w, row_major(ct, Cg),
+                                   false, store);
+                }
+                return;
+            }
+
+            const std::int64_t Lt = position_tile<T>(L, kc * sizeof(T), gemm_a_block_bytes<T>(), budget);
+            const strided_a_packer<T> pack_w{row_major(W, K)};
+            for (std::int64_t l0 = 0; l0 < L; l0 += Lt)
+            {
+                const auto n = static_cast<std::size_t>(std::min(Lt, L - l0));
+                const matrix_view<T> c = row_major(grid + l0, L);
+                // [Cg, K] x [K, n] -> [Cg, n], the positions l0 .. l0 + n
+                const auto run = [&](const auto& pack_b) {
+                    if (bias != nullptr)
+                    {
+                        gemm_driver<T>(uCg, n, uK, pack_w, pack_b, c, false, gemm_row_bias_epilogue<T>{bias});
+                    }
+                    else
+                    {
+                        gemm_driver<T>(uCg, n, uK, pack_w, pack_b, c, false);
+                    }
+                };
+                if (identity)
+                {
+                    run(strided_b_packer<T>{row_major(plane + l0, L)});
+                }
+                else
+                {
+                    run(im2col_b_packer<T>{plane, &win, &taps, l0});
+                }
+            }
+        }
+
+        /// plane = col2im( W^T [K, Cg] x grid [Cg, L] ), plane overwritten, plus bias[c] on
+        /// channel c when bias is not null. With `parallel`, col2im splits the channels between
+        /// the threads (the GEMMs parallelise themselves).
+        template <class T>
+        void lowered_backward_data(const window2d& win,
+                                   const conv_taps& taps,
+                                   std::int64_t Cp,
+                                   std::int64_t Cg,
+                                   const T* W,
+                                   const T* grid,
+                                   T* plane,
+                                   const T* bias,
+                                   std::size_t budget,
+                                   bool parallel)
+        {
+            if (prefer_direct(Cp, Cg))
+            {
+                direct_backward_data(win, Cp, Cg, W, grid, plane, bias, budget);
+                return;
+            }
+            const std::int64_t K = Cp * win.taps();
+            const std::int64_t L = win.blocks();
+            const std::int64_t P = win.plane();
+            const auto uK = static_cast<std::size_t>(K), uCg = static_cast<std::size_t>(Cg);
+            const strided_a_packer<T> pack_wt{transposed(W, K)};
+            if (is_identity(win))
+            {
+                // [Cp, Cg] x [Cg, n] -> [Cp, n], written straight into the plane
+                const std::size_t kc = gemm_depth_block<T>(Cg);
+                const std::int64_t Lt = position_tile<T>(L, kc * sizeof(T), gemm_a_block_bytes<T>(), budget);
+                for (std::int64_t l0 = 0; l0 < L; l0 += Lt)
+                {
+                    const auto n = static_cast<std::size_t>(std::min(Lt, L - l0));
+                    const strided_b_packer<T> pack_g{row_major(grid + l0, L)};
+                    if (bias != nullptr)
+                    {
+                        gemm_driver<T>(uK, n, uCg, pack_wt, pack_g, row_major(plane + l0, L), false,
+                                       gemm_row_bias_epilogue<T>{bias});
+                    }
+                    else
+                    {
+                        gemm_driver<T>(uK, n, uCg, pack_wt, pack_g, row_major(plane + l0, L), false);
+                    }
+                }
+                return;
+            }
+
+            conv_parallel_for(Cp, parallel, [&](std::int64_t c) {
+                std::fill(plane + c * P, plane + (c + 1) * P, bias != nullptr ? bias[c] : T(0));
+            });
+            const bool transposed_tile = narrow_output<T>(L, K);
+            const std::size_t kc = gemm_depth_block<T>(Cg);
+            const std::size_t per_position = (uK + (transposed_tile ? 0 : kc)) * sizeof(T);
+            const std::size_t fixed = gemm_a_block_bytes<T>() + (transposed_tile ? kc * uK * sizeof(T) : 0);
+            const std::int64_t Lt = position_tile<T>(L, per_position, fixed, budget);
+            T* tile = conv_workspace<T>::local().tile.get(uK * static_cast<std::size_t>(Lt));
+            conv_segment* segs = conv_segments(conv_segment_slot::pass, static_cast<std::size_t>(max_segments(Lt, win.blocks_w)));
+            for (std::int64_t l0 = 0; l0 < L; l0 += Lt)
+            {
+                const std::int64_t n = std::min(Lt, L - l0);
+                const auto un = static_cast<std::size_t>(n);
+                if (transposed_tile)
+                {
+                    // tile^T [n, K] = grid^T [n, Cg] x W [Cg, K]
+                    gemm_driver<T>(un, uK, uCg, strided_a_packer<T>{transposed(grid + l0, L)},
+                                   strided_b_packer<T>{row_major(W, K)}, row_major(tile, K), false);
+                }
+                else
+                {
+                    // tile [K, n] = W^T [K, Cg] x grid [Cg, n]
+                    gemm_driver<T>(uK, un, uCg, pack_wt, strided_b_packer<T>{row_major(grid + l0, L)}, row_major(tile, n),
+                                   false);
+                }
+                const std::size_t n_segs = split_positions(win, l0, l0 + n, segs);
+                col2im_tile(tile, transposed_tile ? 1 : n, transposed_tile ? K : 1, win, taps, 0, Cp, segs, n_segs, plane,
+                            parallel);
+            }
+        }
+
+        /// Wgrad [Cg, k_begin : k_end] += grid [Cg, L] x cols(plane)^T [L, k_begin : k_end]
+        /// (Wgrad has leading dimension K = Cp*kh*kw; the direct passes take the whole range).
+        template <class T>
+        void lowered_backward_weight(const window2d& win,
+                                     const conv_taps& taps,
+                                     std::int64_t Cp,
+                                     std::int64_t Cg,
+                                     const T* grid,
+                                     const T* plane,
+                                     T* Wgrad,
+                                     std::int64_t k_begin,
+                                     std::int64_t k_end,
+                                     std::size_t budget)
+        {
+            if (prefer_direct(Cp, Cg))
+            {
+                direct_backward_weight(win, Cp, Cg, grid, plane, Wgrad, budget);
+                return;
+            }
+            const std::int64_t K = Cp * win.taps();
+            const std::int64_t L = win.blocks();
+            const std::int64_t kn = k_end - k_begin;
+            const auto ukn = static_cast<std::size_t>(kn), uCg = static_cast<std::size_t>(Cg);
+            const matrix_view<T> c = row_major(Wgrad + k_begin, K);
+            // Depth = positions: the packed blocks hold kc positions of [Cg] and of [kn] each.
+            const std::size_t kc = gemm_traits<T>::kc;
+            const std::size_t fixed = gemm_a_block_bytes<T>() + kc * ukn * sizeof(T);
+            if (is_identity(win))
+            {
+                // [Cg, L] x [L, kn] -> [Cg, kn], accumulated
+                gemm_driver<T>(uCg, ukn, static_cast<std::size_t>(L), strided_a_packer<T>{row_major(grid, L)},
+                               strided_b_packer<T>{transposed(plane + k_begin * L, L)}, c, true);
+                return;
+            }
+            const std::int64_t Lt = position_tile<T>(L, ukn * sizeof(T), fixed, budget);
+            T* cols = conv_workspace<T>::local().tile.get(ukn * static_cast<std::size_t>(Lt));
+            conv_segment* segs = conv_segments(conv_segment_slot::pass, static_cast<std::size_t>(max_segments(Lt, win.blocks_w)));
+            for (std::int64_t l0 = 0; l0 < L; l0 += Lt)
+            {
+                const std::int64_t n = std::min(Lt, L - l0);
+                im2col_tile(plane, win, taps, k_begin, k_end, l0, l0 + n, segs, cols, n);
+                // [Cg, n] x [n, kn] -> [Cg, kn], accumulated
+                gemm_driver<T>(uCg, ukn, static_cast<std::size_t>(n), strided_a_packer<T>{row_major(grid + l0, L)},
+                               strided_b_packer<T>{transposed(static_cast<const T*>(cols), n)}, c, true);
+            }
+        }
+
+        // ------------------------------------------------------------------ over a batch
+
+        /// Scratch budget of a pass run by one caller whose GEMMs use `threads` threads: the
+        /// other threads each hold a packed A block.
+        template <class T>
+        std::size_t shared_budget(std::int64_t threads) noexcept
+        {
+            const std::size_t others = static_cast<std::size_t>(threads - 1) * gemm_a_block_bytes<T>();
+            const std::size_t limit = scratch_limit();
+            return limit > others ? limit - others : 0;
+        }
+
+        /// Calls f(n, g, budget, inner) for every sample n < N and group g < G: one task per
+        /// thread when there are enough (each then runs serially), else one after the other with
+        /// `inner` set when the pass should use the threads itself.
+        template <class T, class F>
+        void for_each_sample_group(std::int64_t N, std::int64_t G, F&& f)
+        {
+            const std::int64_t threads = conv_threads();
+            const bool split = conv_split_tasks(N * G, threads);
+            const std::size_t budget = split ? scratch_per_thread(static_cast<std::size_t>(threads)) : shared_budget<T>(threads);
+            const bool inner = !split && threads > 1;
+            conv_parallel_for(N * G, split, [&](std::int64_t t) { f(t / G, t % G, budget, inner); });
+        }
+
+        /// Accumulates a weight gradient over the batch. For every group g and sample n, in
+        /// increasing n, src(n, g) returns the sample's plane (it may stage it in the calling
+        /// thread's buffers) and acc(g, n, plane, k_begin, k_end, budget) adds the sample's
+        /// contribution to the columns [k_begin, k_end) of the group's [Cg, K] gradient. The
+        /// threads share the work by groups when there are enough, else by column ranges; either
+        /// way every element is accumulated by one thread, over n in order.
+        template <class T, class Src, class Acc>
+        void accumulate_weight_grad(std::int64_t N, std::int64_t G, std::int64_t K, bool direct, Src&& src, Acc&& acc)
+        {
+            const std::int64_t threads = conv_threads();
+            if (conv_split_tasks(G, threads))
+            {
+                const std::size_t budget = scratch_per_thread(static_cast<std::size_t>(threads));
+                conv_parallel_for(G, true, [&](std::int64_t g) {
+                    for (std::int64_t n = 0; n < N; ++n)
+                    {
+                        acc(g, n, src(n, g), std::int64_t(0), K, budget);
+                    }
+                });
+                return;
+            }
+            const auto lanes = static_cast<std::int64_t>(gemm_traits<T>::lanes);
+            const std::int64_t chunks = direct ? 1 : std::max<std::int64_t>(1, std::min(threads, (K + lanes - 1) / lanes));
+            const std::int64_t width = ((K + chunks - 1) / chunks + lanes - 1) / lanes * lanes;
+            const std::size_t budget = chunks > 1 ? scratch_per_thread(static_cast<std::size_t>(chunks)) : shared_budget<T>(threads);
+            for (std::int64_t g = 0; g < G; ++g)
+            {
+                for (std::int64_t n = 0; n < N; ++n)
+                {
+                    const T* plane = src(n, g);
+                    conv_parallel_for(chunks, chunks > 1, [&](std::int64_t c) {
+                        const std::int64_t k_begin = std::min(K, c * width);
+                        const std::int64_t k_end = std::min(K, k_begin + width);
+                        if (k_end > k_begin)
+                        {
+                            acc(g, n, plane, k_begin, k_end, budget);
+                        }
+                    });
+                }
+            }
+        }
+
+        /// Sum of n values in a fixed order: 16 interleaved partial sums, combined pairwise.
+        template <class T>
+        T row_sum(const T* v, std::int64_t n) noexcept
+        {
+            constexpr std::int64_t W = 16;
+            T acc[W] = {};
+            std::int64_t i = 0;
+            for (; i + W <= n; i += W)
+            {
+                for (std::int64_t l = 0; l < W; ++l)
+                {
+                    acc[l] += v[i + l];
+                }
+            }
+            for (std::int64_t l = 0; i < n; ++i, ++l)
+            {
+                acc[l] += v[i];
+            }
+            for (std::int64_t w = W / 2; w > 0; w /= 2)
+            {
+                for (std::int64_t l = 0; l < w; ++l)
+                {
+                    acc[l] += acc[l + w];
+                }
+            }
+            return acc[0];
+        }
+
+        /// grad_bias[c] = sum over the batch and the plane of dy[n, c], in parallel over channels.
+        template <class T>
+        void bias_grad(const T* dy, std::int64_t N, std::int64_t C, std::int64_t plane, T* grad_bias)
+        {
+            conv_parallel_for(C, conv_threads() > 1, [&](std::int64_t c) {
+                T s = T(0);
+                for (std::int64_t n = 0; n < N; ++n)
+                {
+                    s += row_sum(dy + (n * C + c) * plane, plane);
+                }
+                grad_bias[c] = s;
+            });
+        }
+    }  // namespace detail
+}  // namespace xconv
+
+#endif

@@ -1,0 +1,412 @@
+// xconv: im2col fused into the GEMM's packing, and the tiled im2col / col2im around it.
+//
+// The column matrix cols(plane) [Cp*kh*kw, L] is never built whole. Its row k = (c*kh + i)*kw + j
+// holds tap (i, j) of channel c for every block (output position) l = oy*blocks_w + ox: the pixel
+// (oy*stride_h - pad_top + i*dil_h, ox*stride_w - pad_left + j*dil_w) of plane c, or zero outside
+// it. What is built instead, each a small piece at a time:
+//   im2col_b_packer     packed B panels of cols (forward: the GEMM's right operand), straight
+//                       from the plane;
+//   im2col_t_a_packer   packed A panels of cols^T (forward of a narrow output, computed
+//                       transposed), through one L1-sized row at a time;
+//   im2col_tile         a [rows, positions] block of cols (backward-weights);
+//   col2im_tile         the adjoint of im2col on a block of positions (backward-data).
+//
+// A run of positions along one output row reads one image row at a fixed stride: split_positions
+// cuts a range of positions into such runs once, and every row k of the columns is then filled
+// run by run, with the valid part of each run found by two clamps (the range of ox whose tap
+// lies inside the image along x is precomputed per kernel column j), so no division or bounds
+// check is left per element.
+#ifndef XCONV_DETAIL_CONV_PACK_HPP
+#define XCONV_DETAIL_CONV_PACK_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "../options.hpp"
+#include "../unfold.hpp"
+#include "conv_parallel.hpp"
+#include "conv_scratch.hpp"
+#include "gemm_traits.hpp"
+#include "gemm_view.hpp"
+
+namespace xconv
+{
+    namespace detail
+    {
+        /// Offsets and valid ranges of the kernel taps of a window, computed once per call.
+        /// Tap row i reads image row oy*stride_h + y_off[i]; tap column j reads image column
+        /// ox*stride_w + x_off[j], inside the image exactly for ox in [x_lo[j], x_hi[j]).
+        struct conv_taps
+        {
+            std::vector<std::int64_t> y_off, x_off, x_lo, x_hi;
+
+            explicit conv_taps(const window2d& w)
+                : y_off(static_cast<std::size_t>(w.kernel_h))
+                , x_off(static_cast<std::size_t>(w.kernel_w))
+                , x_lo(static_cast<std::size_t>(w.kernel_w))
+                , x_hi(static_cast<std::size_t>(w.kernel_w))
+            {
+                for (std::int64_t i = 0; i < w.kernel_h; ++i)
+                {
+                    y_off[static_cast<std::size_t>(i)] = i * w.dil_h - w.pad_top;
+                }
+                for (std::int64_t j = 0; j < w.kernel_w; ++j)
+                {
+                    const auto s = static_cast<std::size_t>(j);
+                    x_off[s] = j * w.dil_w - w.pad_left;
+                    valid_block_range(w.blocks_w, w.stride_w, x_off[s], w.width, x_lo[s], x_hi[s]);
+                }
+            }
+        };
+
+        /// A run of positions along one output row: blocks (oy, ox) for ox in [ox_begin, ox_end),
+        /// stored from offset `dst` of a row of the destination.
+        struct conv_segment
+        {
+            std::int64_t oy, ox_begin, ox_end, dst;
+        };
+
+        /// Most runs a range of n positions can be cut into.
+        inline std::int64_t max_segments(std::int64_t n, std::int64_t blocks_w) noexcept
+        {
+            return n / blocks_w + 2;
+        }
+
+        /// The two users of a thread's run buffer: the passes, and the packers the GEMM calls
+        /// while a pass holds its own runs.
+        enum class conv_segment_slot
+        {
+            pass,
+            packer
+        };
+
+        /// The calling thread's buffer of at least n runs for one of the two users.
+        inline conv_segment* conv_segments(conv_segment_slot slot, std::size_t n)
+        {
+            thread_local std::vector<conv_segment> buffers[2];
+            std::vector<conv_segment>& v = buffers[slot == conv_segment_slot::pass ? 0 : 1];
+            if (v.size() < n)
+            {
+                v.resize(n);
+            }
+            return v.data();
+        }
+
+        /// Cuts the positions [l_begin, l_end) (row-major over the grid) into runs along output
+        /// rows; returns how many runs were written to segs.
+        inline std::size_t split_positions(const window2d& w, std::int64_t l_begin, std::int64_t l_end, conv_segment* segs) noexcept
+        {
+            std::size_t n = 0;
+            std::int64_t oy = l_begin / w.blocks_w;
+            std::int64_t ox = l_begin - oy * w.blocks_w;
+            std::int64_t pos = 0;
+            for (std::int64_t left = l_end - l_begin; left > 0; ++oy, ox = 0)
+            {
+                const std::int64_t len = std::min(w.blocks_w - ox, left);
+                segs[n++] = conv_segment{oy, ox, ox + len, pos};
+                pos += len;
+                left -= len;
+            }
+            return n;
+        }
+
+        /// Fills one row of columns, tap (i, j) of the channel plane `src`, over the runs segs:
+        /// drow[s.dst + t] for the run's t-th position.
+        template <class T>
+        inline void im2col_row(const T* src,
+                               const window2d& w,
+                               std::int64_t y_off,
+                               std::int64_t x_off,
+                               std::int64_t x_lo,
+                               std::int64_t x_hi,
+                               const conv_segment* segs,
+                               std::size_t n_segs,
+                               T* drow) noexcept
+        {
+            const std::int64_t sw = w.stride_w;
+            for (std::size_t s = 0; s < n_segs; ++s)
+            {
+                const conv_segment& sg = segs[s];
+                T* d = drow + sg.dst;
+                const std::int64_t len = sg.ox_end - sg.ox_begin;
+                const std::int64_t y = sg.oy * w.stride_h + y_off;
+                if (static_cast<std::uint64_t>(y) >= static_cast<std::uint64_t>(w.height))
+                {
+                    std::fill(d, d + len, T(0));
+                    continue;
+                }
+                const std::int64_t a = std::clamp(x_lo, sg.ox_begin, sg.ox_end) - sg.ox_begin;
+                const std::int64_t b = std::clamp(x_hi, sg.ox_begin + a, sg.ox_end) - sg.ox_begin;
+                std::fill(d, d + a, T(0));
+                if (b > a)
+                {
+                    const T* row = src + y * w.width + (sg.ox_begin + a) * sw + x_off;
+                    T* o = d + a;
+                    const std::int64_t n = b - a;
+                    if (sw == 1)
+                    {
+                        for (std::int64_t t = 0; t < n; ++t)
+                        {
+                            o[t] = row[t];
+                        }
+                    }
+                    else
+                    {
+                        for (std::int64_t t = 0; t < n; ++t)
+                        {
+                            o[t] = row[t * sw];
+                        }
+                    }
+                }
+                std::fill(d + b, d + len, T(0));
+            }
+        }
+
+        /// Walks the rows k = (c*kh + i)*kw + j of the columns in order.
+        struct conv_tap_cursor
+        {
+            std::int64_t c, i, j;
+
+            conv_tap_cursor(const window2d& w, std::int64_t k) noexcept
+            {
+                const std::int64_t taps = w.taps();
+                c = k / taps;
+                const std::int64_t r = k - c * taps;
+                i = r / w.kernel_w;
+                j = r - i * w.kernel_w;
+            }
+
+            void next(const window2d& w) noexcept
+            {
+                if (++j == w.kernel_w)
+                {
+                    j = 0;
+                    if (++i == w.kernel_h)
+                    {
+                        i = 0;
+                        ++c;
+                    }
+                }
+            }
+        };
+
+        /// Packed B panels of cols(plane) (see gemm_pack.hpp for the layout): B(k, j) is row k of
+        /// the columns at position l_offset + j. Reads the plane directly; no column matrix.
+        template <class T, class Arch = gemm_arch>
+        struct im2col_b_packer
+        {
+            const T* plane;
+            const window2d* win;
+            const conv_taps* taps;
+            std::int64_t l_offset;
+
+            void operator()(std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nc, T* dst) const noexcept
+            {
+                constexpr std::size_t NR = gemm_traits<T, Arch>::nr;
+                const window2d& w = *win;
+                const std::int64_t P = w.plane();
+                conv_segment segs[NR + 2];
+                for (std::size_t q = 0; q < nc; q += NR)
+                {
+                    const std::size_t n = std::min(NR, nc - q);
+                    const std::int64_t l0 = l_offset + static_cast<std::int64_t>(j0 + q);
+                    const std::size_t n_segs = split_positions(w, l0, l0 + static_cast<std::int64_t>(n), segs);
+                    T* d = dst + q * kc;
+                    conv_tap_cursor at(w, static_cast<std::int64_t>(k0));
+                    for (std::size_t k = 0; k < kc; ++k, at.next(w))
+                    {
+                        const auto i = static_cast<std::size_t>(at.i), j = static_cast<std::size_t>(at.j);
+                        T* drow = d + k * NR;
+                        im2col_row(plane + at.c * P, w, taps->y_off[i], taps->x_off[j], taps->x_lo[j], taps->x_hi[j],
+                                   segs, n_segs, drow);
+                        for (std::size_t r = n; r < NR; ++r)
+                        {
+                            drow[r] = T(0);
+                        }
+                    }
+                }
+            }
+        };
+
+        /// Packed A panels of cols(plane)^T (see gemm_pack.hpp for the layout): A(r, k) is row k of
+        /// the columns at position l_offset + r. Each row k of the block is gathered into an
+        /// L1-sized row of the calling thread's stage buffer, then dealt out to the mr-row panels.
+        template <class T, class Arch = gemm_arch>
+        struct im2col_t_a_packer
+        {
+            const T* plane;
+            const window2d* win;
+            const conv_taps* taps;
+            std::int64_t l_offset;
+
+            void operator()(std::size_t i0, std::size_t mc, std::size_t k0, std::size_t kc, T* dst) const
+            {
+                constexpr std::size_t MR = gemm_traits<T, Arch>::mr;
+                const window2d& w = *win;
+                const std::int64_t P = w.plane();
+                const std::int64_t l0 = l_offset + static_cast<std::int64_t>(i0);
+                const std::size_t panels = (mc + MR - 1) / MR;
+                const auto seg_cap = static_cast<std::size_t>(max_segments(static_cast<std::int64_t>(mc), w.blocks_w));
+                // One row of the block, padded to whole panels.
+                const std::size_t row_len = panels * MR;
+                T* row = conv_workspace<T>::local().stage.get(row_len);
+                conv_segment* segs = conv_segments(conv_segment_slot::packer, seg_cap);
+                const std::size_t n_segs = split_positions(w, l0, l0 + static_cast<std::int64_t>(mc), segs);
+                std::fill(row + mc, row + row_len, T(0));
+                conv_tap_cursor at(w, static_cast<std::int64_t>(k0));
+                for (std::size_t k = 0; k < kc; ++k, at.next(w))
+                {
+                    const auto i = static_cast<std::size_t>(at.i), j = static_cast<std::size_t>(at.j);
+                    im2col_row(plane + at.c * P, w, taps->y_off[i], taps->x_off[j], taps->x_lo[j], taps->x_hi[j], segs,
+                               n_segs, row);
+                    T* d = dst + k * MR;
+                    for (std::size_t p = 0; p < panels; ++p)
+                    {
+                        const T* s = row + p * MR;
+                        T* dp = d + p * MR * kc;
+                        for (std::size_t r = 0; r < MR; ++r)
+                        {
+                            dp[r] = s[r];
+                        }
+                    }
+                }
+            }
+        };
+
+        /// Rows [k_begin, k_end) and positions [l_begin, l_end) of cols(plane), into dst with
+        /// leading dimension ld: dst[(k - k_begin) * ld + (l - l_begin)]. segs must hold
+        /// max_segments(l_end - l_begin, blocks_w) runs.
+        template <class T>
+        void im2col_tile(const T* plane,
+                         const window2d& w,
+                         const conv_taps& taps,
+                         std::int64_t k_begin,
+                         std::int64_t k_end,
+                         std::int64_t l_begin,
+                         std::int64_t l_end,
+                         conv_segment* segs,
+                         T* dst,
+                         std::int64_t ld) noexcept
+        {
+            const std::int64_t P = w.plane();
+            const std::size_t n_segs = split_positions(w, l_begin, l_end, segs);
+            conv_tap_cursor at(w, k_begin);
+            for (std::int64_t k = k_begin; k < k_end; ++k, at.next(w))
+            {
+                const auto i = static_cast<std::size_t>(at.i), j = static_cast<std::size_t>(at.j);
+                im2col_row(plane + at.c * P, w, taps.y_off[i], taps.x_off[j], taps.x_lo[j], taps.x_hi[j], segs, n_segs,
+                           dst + (k - k_begin) * ld);
+            }
+        }
+
+        /// col2im on the positions of the runs segs (from split_positions): adds element (k, t) of
+        /// the tile, at tile[k * ks + t * ls] for the t-th position of the runs, onto the pixel of
+        /// plane c = k / taps it was read from, for the channels [c_begin, c_end), in parallel
+        /// over them when `parallel` is set.
+        ///
+        /// The taps of a channel are visited last to first, so that every pixel receives its
+        /// contributions in increasing order of position l: the sum is the same whatever the
+        /// tiling of the positions (and the channel split), bit for bit.
+        template <class T>
+        void col2im_tile(const T* tile,
+                         std::int64_t ks,
+                         std::int64_t ls,
+                         const window2d& w,
+                         const conv_taps& taps,
+                         std::int64_t c_begin,
+                         std::int64_t c_end,
+                         const conv_segment* segs,
+                         std::size_t n_segs,
+                         T* plane,
+                         bool parallel)
+        {
+            const std::int64_t P = w.plane(), sw = w.stride_w, kw = w.kernel_w, kh = w.kernel_h;
+            conv_parallel_for(c_end - c_begin, parallel, [&](std::int64_t t) {
+                const std::int64_t c = c_begin + t;
+                T* dst_plane = plane + c * P;
+                for (std::int64_t i = kh - 1; i >= 0; --i)
+                {
+                    const std::int64_t y_off = taps.y_off[static_cast<std::size_t>(i)];
+                    for (std::int64_t j = kw - 1; j >= 0; --j)
+                    {
+                        const auto js = static_cast<std::size_t>(j);
+                        const std::int64_t x_off = taps.x_off[js], x_lo = taps.x_lo[js], x_hi = taps.x_hi[js];
+                        const T* src = tile + ((c * kh + i) * kw + j) * ks;
+                        for (std::size_t s = 0; s < n_segs; ++s)
+                        {
+                            const conv_segment& sg = segs[s];
+                            const std::int64_t y = sg.oy * w.stride_h + y_off;
+                            if (static_cast<std::uint64_t>(y) >= static_cast<std::uint64_t>(w.height))
+                            {
+                                continue;
+                            }
+                            const std::int64_t a = std::clamp(x_lo, sg.ox_begin, sg.ox_end);
+                            const std::int64_t b = std::clamp(x_hi, a, sg.ox_end);
+                            if (b <= a)
+                            {
+                                continue;
+                            }
+                            T* d = dst_plane + y * w.width + a * sw + x_off;
+                            const T* v = src + (sg.dst + a - sg.ox_begin) * ls;
+                            const std::int64_t n = b - a;
+                            if (sw == 1 && ls == 1)
+                            {
+                                for (std::int64_t e = 0; e < n; ++e)
+                                {
+                                    d[e] += v[e];
+                                }
+                            }
+                            else
+                            {
+                                for (std::int64_t e = 0; e < n; ++e)
+                                {
+                                    d[e * sw] += v[e * ls];
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        }
+
+        /// Epilogue of a forward GEMM computed transposed, C^T [positions, channels] in a scratch
+        /// tile: stores each finished tile into the row-major output grid [channels, L] at
+        /// positions l_offset + ..., adding the channel's bias when there is one.
+        template <class T>
+        struct transposed_store_epilogue
+        {
+            T* grid;
+            std::int64_t L;
+            std::int64_t l_offset;
+            const T* bias;
+
+            void operator()(std::size_t i0, std::size_t j0, std::size_t m, std::size_t n, matrix_view<T> c) const noexcept
+            {
+                for (std::size_t j = 0; j < n; ++j)
+                {
+                    T* o = grid + static_cast<std::int64_t>(j0 + j) * L + l_offset + static_cast<std::int64_t>(i0);
+                    const auto jj = static_cast<std::ptrdiff_t>(j);
+                    if (bias != nullptr)
+                    {
+                        const T b = bias[j0 + j];
+                        for (std::size_t r = 0; r < m; ++r)
+                        {
+                            o[r] = c(static_cast<std::ptrdiff_t>(r), jj) + b;
+                        }
+                    }
+                    else
+                    {
+                        for (std::size_t r = 0; r < m; ++r)
+                        {
+                            o[r] = c(static_cast<std::ptrdiff_t>(r), jj);
+                        }
+                    }
+                }
+            }
+        };
+    }  // namespace detail
+}  // namespace xconv
+
+#endif

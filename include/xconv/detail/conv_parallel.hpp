@@ -1,0 +1,65 @@
+// xconv: how the convolution passes use threads (OpenMP when XCONV_USE_OPENMP is defined).
+//
+// Work is split only where the pieces are independent: samples x groups of a forward or
+// backward-data pass (disjoint outputs), channels of a col2im or of a bias gradient (rows of one
+// channel touch only that channel), groups or column ranges of a weight gradient (each element
+// keeps its own accumulation chain over the batch, in the same order whoever computes it). No
+// sum is ever split between threads, so every result is bitwise the same for any thread count.
+// Without OpenMP, or inside an enclosing parallel region, everything runs on the calling thread.
+#ifndef XCONV_DETAIL_CONV_PARALLEL_HPP
+#define XCONV_DETAIL_CONV_PARALLEL_HPP
+
+#include <cstddef>
+#include <cstdint>
+
+#if defined(XCONV_USE_OPENMP)
+#include <omp.h>
+#endif
+
+namespace xconv
+{
+    namespace detail
+    {
+        /// Threads a pass may start from here: 1 without OpenMP or inside a parallel region.
+        inline std::int64_t conv_threads() noexcept
+        {
+#if defined(XCONV_USE_OPENMP)
+            return omp_in_parallel() ? 1 : static_cast<std::int64_t>(omp_get_max_threads());
+#else
+            return 1;
+#endif
+        }
+
+        /// Whether `tasks` independent pieces of similar cost keep `threads` threads busy enough
+        /// to be run one per thread (rather than one after the other, each using every thread).
+        inline bool conv_split_tasks(std::int64_t tasks, std::int64_t threads) noexcept
+        {
+            return threads > 1 && tasks >= threads && (tasks % threads == 0 || tasks >= 4 * threads);
+        }
+
+        /// Calls f(t) for t in [0, n), split statically over the threads when `parallel` is set.
+        template <class F>
+        void conv_parallel_for(std::int64_t n, bool parallel, F&& f)
+        {
+#if defined(XCONV_USE_OPENMP)
+            if (parallel && n > 1)
+            {
+#pragma omp parallel for schedule(static)
+                for (std::int64_t t = 0; t < n; ++t)
+                {
+                    f(t);
+                }
+                return;
+            }
+#else
+            (void)parallel;
+#endif
+            for (std::int64_t t = 0; t < n; ++t)
+            {
+                f(t);
+            }
+        }
+    }  // namespace detail
+}  // namespace xconv
+
+#endif

@@ -1,0 +1,117 @@
+// xconv: the scratch memory of the convolution passes, its user-settable cap, and the
+// per-thread buffers it lives in.
+//
+// A convolution call needs scratch for the tiles it lowers to GEMMs: the GEMM's packed operands,
+// a tile of im2col columns (backward-weights) or of GEMM output waiting for col2im
+// (backward-data), a transposed output tile for narrow outputs. None of them is ever as large as
+// the whole column matrix: the passes tile the output positions so that the scratch of one call,
+// summed over the threads it runs on, stays below scratch_limit() (4 MiB unless changed).
+//
+// The buffers are per thread (thread_local) and only grow, so a steady stream of calls
+// allocates nothing; their size is bounded by the limit in force when they grew.
+//
+// Two things are outside the cap: a padded copy of one sample's group of input channels (or of
+// its gradient) for padding modes other than zeros, and a floor of one tile (one GEMM register
+// panel of output positions) below which no pass tiles, whatever the limit.
+#ifndef XCONV_DETAIL_CONV_SCRATCH_HPP
+#define XCONV_DETAIL_CONV_SCRATCH_HPP
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <new>
+
+namespace xconv
+{
+    namespace detail
+    {
+        inline std::atomic<std::size_t>& scratch_limit_storage() noexcept
+        {
+            static std::atomic<std::size_t> limit{std::size_t(4) << 20};
+            return limit;
+        }
+    }  // namespace detail
+
+    /// Sets the cap, in bytes, on the scratch memory one convolution call (conv2d,
+    /// conv_transpose2d, their backward passes and the layers' forward / backward) may use, over
+    /// all its threads. The passes tile their work to fit; a smaller cap means smaller tiles
+    /// (slower below a few hundred KiB), never a different result: outputs and gradients are
+    /// bitwise the same for any cap. Takes effect for the calls that start afterwards; the
+    /// per-thread buffers already grown keep their size. Default: 4 MiB.
+    inline void set_scratch_limit(std::size_t bytes) noexcept
+    {
+        detail::scratch_limit_storage().store(bytes, std::memory_order_relaxed);
+    }
+
+    /// The current cap on a convolution call's scratch memory, in bytes (see set_scratch_limit).
+    inline std::size_t scratch_limit() noexcept
+    {
+        return detail::scratch_limit_storage().load(std::memory_order_relaxed);
+    }
+
+    namespace detail
+    {
+        /// A 64-byte aligned buffer of T that only grows; its contents are not preserved.
+        template <class T>
+        class conv_buffer
+        {
+        public:
+            conv_buffer() = default;
+            conv_buffer(const conv_buffer&) = delete;
+            conv_buffer& operator=(const conv_buffer&) = delete;
+            ~conv_buffer() { release(); }
+
+            T* get(std::size_t n)
+            {
+                if (n > m_capacity)
+                {
+                    release();
+                    m_data = static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{alignment}));
+                    m_capacity = n;
+                }
+                return m_data;
+            }
+
+        private:
+            static constexpr std::size_t alignment = 64;
+
+            void release() noexcept
+            {
+                if (m_data != nullptr)
+                {
+                    ::operator delete(m_data, std::align_val_t{alignment});
+                    m_data = nullptr;
+                    m_capacity = 0;
+                }
+            }
+
+            T* m_data = nullptr;
+            std::size_t m_capacity = 0;
+        };
+
+        /// The calling thread's convolution scratch for element type T.
+        template <class T>
+        struct conv_workspace
+        {
+            conv_buffer<T> tile;      // im2col columns, GEMM output before col2im, transposed output
+            conv_buffer<T> stage;     // a block of im2col columns on its way into a packed GEMM panel
+            conv_buffer<T> padded;    // padded input planes (padding modes other than zeros)
+            conv_buffer<T> padded_grad;
+
+            static conv_workspace& local()
+            {
+                thread_local conv_workspace ws;
+                return ws;
+            }
+        };
+
+        /// Bytes of scratch each of `threads` threads may use in the current call.
+        inline std::size_t scratch_per_thread(std::size_t threads) noexcept
+        {
+            return scratch_limit() / std::max<std::size_t>(threads, 1);
+        }
+    }  // namespace detail
+}  // namespace xconv
+
+#endif

@@ -1,0 +1,543 @@
+// The fast paths of the convolution passes, against independent naive loops
+// (tests/support/reference.hpp):
+//   * the packers that fuse im2col into the GEMM's packing, element by element against the
+//     reference unfold, for many geometries, blocks, offsets and both register-tile shapes;
+//   * im2col_tile and col2im_tile (tiles of any size, both layouts), and col2im_tile's claim
+//     that the tiling changes no bit;
+//   * the paths a geometry selects: narrow outputs computed transposed, 1x1 kernels without
+//     im2col, the direct (depthwise) kernels with row tails, flipped backward-data and large
+//     paddings;
+//   * the scratch limit: any cap gives bitwise the same outputs and gradients.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include <xconv/xconv.hpp>
+
+#include "support/random.hpp"
+#include "support/reference.hpp"
+
+namespace
+{
+    using xconv_test::engine;
+    using xconv_test::random_int;
+    using xconv_test::random_tensor;
+    using index_t = std::int64_t;
+
+    /// A random unfold geometry (zero padding) and the window2d the library plans for it.
+    struct unfold_case
+    {
+        index_t C, H, W;
+        xconv_test::window_geometry g;
+        xconv::detail::window2d win;
+        std::string text;
+    };
+
+    unfold_case random_unfold_case(engine& gen)
+    {
+        for (;;)
+        {
+            unfold_case c;
+            c.C = random_int(gen, 1, 3);
+            c.H = random_int(gen, 1, 13);
+            c.W = random_int(gen, 1, 13);
+            c.g.kernel_h = random_int(gen, 1, 4);
+            c.g.kernel_w = random_int(gen, 1, 4);
+            c.g.stride_h = random_int(gen, 1, 3);
+            c.g.stride_w = random_int(gen, 1, 3);
+            c.g.pad_h = random_int(gen, 0, 2);
+            c.g.pad_w = random_int(gen, 0, 2);
+            c.g.dil_h = random_int(gen, 1, 2);
+            c.g.dil_w = random_int(gen, 1, 2);
+            const index_t bh = xconv_test::conv_out_extent(c.H, c.g.pad_h, c.g.pad_h, c.g.kernel_h, c.g.stride_h, c.g.dil_h);
+            const index_t bw = xconv_test::conv_out_extent(c.W, c.g.pad_w, c.g.pad_w, c.g.kernel_w, c.g.stride_w, c.g.dil_w);
+            if (bh < 1 || bw < 1)
+            {
+                continue;
+            }
+            xconv::unfold_options o;
+            o.stride = {c.g.stride_h, c.g.stride_w};
+            o.padding = {c.g.pad_h, c.g.pad_w};
+            o.dilation = {c.g.dil_h, c.g.dil_w};
+            const std::array<index_t, 4> shape{1, c.C, c.H, c.W};
+            c.win = xconv::detail::plan_unfold(shape, {c.g.kernel_h, c.g.kernel_w}, o).win;
+            std::ostringstream os;
+            os << "C=" << c.C << " H=" << c.H << " W=" << c.W << " k=(" << c.g.kernel_h << "," << c.g.kernel_w << ") s=("
+               << c.g.stride_h << "," << c.g.stride_w << ") p=(" << c.g.pad_h << "," << c.g.pad_w << ") d=(" << c.g.dil_h
+               << "," << c.g.dil_w << ") blocks=" << bh << "x" << bw;
+            c.text = os.str();
+            return c;
+        }
+    }
+
+    /// The reference columns [K, L] of one image.
+    template <class T>
+    xt::xtensor<T, 2> reference_columns(const xt::xtensor<T, 4>& x, const xconv_test::window_geometry& g)
+    {
+        const xt::xtensor<T, 3> cols = xconv_test::unfold(x, g);
+        xt::xtensor<T, 2> out({cols.shape(1), cols.shape(2)});
+        std::copy(cols.begin(), cols.end(), out.begin());
+        return out;
+    }
+
+    template <class T, class Arch>
+    void check_b_packer(engine& gen, int cases)
+    {
+        constexpr std::size_t NR = xconv::detail::gemm_traits<T, Arch>::nr;
+        for (int t = 0; t < cases; ++t)
+        {
+            const unfold_case c = random_unfold_case(gen);
+            const auto x = random_tensor<T, 4>({1, std::size_t(c.C), std::size_t(c.H), std::size_t(c.W)}, gen);
+            const auto cols = reference_columns(x, c.g);
+            const index_t K = static_cast<index_t>(cols.shape(0)), L = static_cast<index_t>(cols.shape(1));
+            const xconv::detail::conv_taps taps(c.win);
+            // A block anywhere: rows [k0, k0 + kc), columns j0 + [0, nc) of a tile starting at l_offset.
+            const index_t l_offset = random_int(gen, 0, L - 1);
+            const index_t panels_left = (L - l_offset - 1) / static_cast<index_t>(NR);
+            const index_t j0 = random_int(gen, 0, panels_left) * static_cast<index_t>(NR);
+            const index_t nc = random_int(gen, 1, L - l_offset - j0);
+            const index_t k0 = random_int(gen, 0, K - 1);
+            const index_t kc = random_int(gen, 1, K - k0);
+            const std::size_t panels = (std::size_t(nc) + NR - 1) / NR;
+            std::vector<T> dst(panels * NR * std::size_t(kc), std::numeric_limits<T>::quiet_NaN());
+            const xconv::detail::im2col_b_packer<T, Arch> pack{x.data(), &c.win, &taps, l_offset};
+            pack(std::size_t(k0), std::size_t(kc), std::size_t(j0), std::size_t(nc), dst.data());
+            index_t bad = 0;
+            std::string first;
+            for (std::size_t q = 0; q < panels; ++q)
+            {
+                for (index_t k = 0; k < kc; ++k)
+                {
+                    for (std::size_t j = 0; j < NR; ++j)
+                    {
+                        const index_t col = index_t(q * NR + j);
+                        const T expected = col < nc ? cols(std::size_t(k0 + k), std::size_t(l_offset + j0 + col)) : T(0);
+                        const T got = dst[q * std::size_t(kc) * NR + std::size_t(k) * NR + j];
+                        if (!(got == expected) && bad++ == 0)
+                        {
+                            std::ostringstream os;
+                            os << "panel " << q << " row " << k << " col " << j << ": got " << got << ", expected " << expected;
+                            first = os.str();
+                        }
+                    }
+                }
+            }
+            INFO(c.text << " l_offset=" << l_offset << " j0=" << j0 << " nc=" << nc << " k0=" << k0 << " kc=" << kc
+                        << " nr=" << NR << ": " << first);
+            REQUIRE(bad == 0);
+        }
+    }
+
+    template <class T, class Arch>
+    void check_t_a_packer(engine& gen, int cases)
+    {
+        constexpr std::size_t MR = xconv::detail::gemm_traits<T, Arch>::mr;
+        for (int t = 0; t < cases; ++t)
+        {
+            const unfold_case c = random_unfold_case(gen);
+            const auto x = random_tensor<T, 4>({1, std::size_t(c.C), std::size_t(c.H), std::size_t(c.W)}, gen);
+            const auto cols = reference_columns(x, c.g);
+            const index_t K = static_cast<index_t>(cols.shape(0)), L = static_cast<index_t>(cols.shape(1));
+            const xconv::detail::conv_taps taps(c.win);
+            const index_t l_offset = random_int(gen, 0, L - 1);
+            const index_t i0 = random_int(gen, 0, L - l_offset - 1);
+            const index_t mc = random_int(gen, 1, std::min<index_t>(L - l_offset - i0, 40));
+            const index_t k0 = random_int(gen, 0, K - 1);
+            const index_t kc = random_int(gen, 1, K - k0);
+            const std::size_t panels = (std::size_t(mc) + MR - 1) / MR;
+            std::vector<T> dst(panels * MR * std::size_t(kc), std::numeric_limits<T>::quiet_NaN());
+            const xconv::detail::im2col_t_a_packer<T, Arch> pack{x.data(), &c.win, &taps, l_offset};
+            pack(std::size_t(i0), std::size_t(mc), std::size_t(k0), std::size_t(kc), dst.data());
+            index_t bad = 0;
+            for (std::size_t p = 0; p < panels; ++p)
+            {
+                for (index_t k = 0; k < kc; ++k)
+                {
+                    for (std::size_t r = 0; r < MR; ++r)
+                    {
+                        const index_t row = index_t(p * MR + r);
+                        const T expected = row < mc ? cols(std::size_t(k0 + k), std::size_t(l_offset + i0 + row)) : T(0);
+                        const T got = dst[p * MR * std::size_t(kc) + std::size_t(k) * MR + r];
+                        bad += !(got == expected);
+                    }
+                }
+            }
+            INFO(c.text << " l_offset=" << l_offset << " i0=" << i0 << " mc=" << mc << " k0=" << k0 << " kc=" << kc
+                        << " mr=" << MR);
+            REQUIRE(bad == 0);
+        }
+    }
+
+    template <class T>
+    void bitwise_equal(const xt::xtensor<T, 4>& a, const xt::xtensor<T, 4>& b, const char* what)
+    {
+        INFO(what);
+        REQUIRE(a.shape() == b.shape());
+        REQUIRE(std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+    }
+
+    template <class T>
+    void bitwise_equal(const xt::xtensor<T, 1>& a, const xt::xtensor<T, 1>& b, const char* what)
+    {
+        INFO(what);
+        REQUIRE(a.shape() == b.shape());
+        REQUIRE(std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+    }
+
+    template <class A, class B>
+    void close(const A& got, const B& expected, double tol, const std::string& what)
+    {
+        const auto r = xconv_test::compare(got, expected, tol);
+        INFO(what << ": " << r.message);
+        CHECK(r.ok);
+    }
+
+    /// Restores the scratch limit at the end of a scope.
+    struct scratch_limit_guard
+    {
+        std::size_t saved = xconv::scratch_limit();
+        ~scratch_limit_guard() { xconv::set_scratch_limit(saved); }
+    };
+
+    /// One conv2d case run through the library and the reference, every gradient compared.
+    struct conv_case
+    {
+        index_t N, Cin, Cout, H, W, kh, kw, sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1, groups = 1;
+        xconv::padding_mode mode = xconv::padding_mode::zeros;
+    };
+
+    std::string describe(const conv_case& c)
+    {
+        std::ostringstream os;
+        os << "N=" << c.N << " " << c.Cin << "->" << c.Cout << " " << c.H << "x" << c.W << " k=(" << c.kh << "," << c.kw
+           << ") s=(" << c.sh << "," << c.sw << ") p=(" << c.ph << "," << c.pw << ") d=(" << c.dh << "," << c.dw
+           << ") groups=" << c.groups << " mode=" << int(c.mode);
+        return os.str();
+    }
+
+    template <class T>
+    void check_conv_case(const conv_case& c, engine& gen, double tol)
+    {
+        const auto x = random_tensor<T, 4>({std::size_t(c.N), std::size_t(c.Cin), std::size_t(c.H), std::size_t(c.W)}, gen);
+        const auto w = random_tensor<T, 4>(
+            {std::size_t(c.Cout), std::size_t(c.Cin / c.groups), std::size_t(c.kh), std::size_t(c.kw)}, gen);
+        const auto b = random_tensor<T, 1>({std::size_t(c.Cout)}, gen);
+        xconv::conv2d_options o;
+        o.stride = {c.sh, c.sw};
+        o.padding = {c.ph, c.pw};
+        o.dilation = {c.dh, c.dw};
+        o.groups = std::size_t(c.groups);
+        o.padding_mode = c.mode;
+        xconv_test::conv_geometry g;
+        g.stride_h = c.sh;
+        g.stride_w = c.sw;
+        g.pad_top = g.pad_bottom = c.ph;
+        g.pad_left = g.pad_right = c.pw;
+        g.dil_h = c.dh;
+        g.dil_w = c.dw;
+        g.groups = c.groups;
+        g.mode = static_cast<xconv_test::pad_mode>(static_cast<int>(c.mode));
+        const std::string what = describe(c);
+        const auto y = xconv::conv2d(x, w, b, o);
+        const auto y_ref = xconv_test::conv2d(x, w, &b, g);
+        close(y, y_ref, tol, what + " forward");
+        const auto gy = random_tensor<T, 4>({y.shape(0), y.shape(1), y.shape(2), y.shape(3)}, gen);
+        const auto grads = xconv::conv2d_backward(gy, x, w, o);
+        const auto ref = xconv_test::conv2d_backward(gy, x, w, g);
+        close(grads.grad_input, ref.input, tol, what + " grad_input");
+        close(grads.grad_weight, ref.weight, tol, what + " grad_weight");
+        close(grads.grad_bias, ref.bias, tol, what + " grad_bias");
+    }
+
+    struct transpose_case
+    {
+        index_t N, Cin, Cout, H, W, kh, kw, sh = 1, sw = 1, ph = 0, pw = 0, oph = 0, opw = 0, dh = 1, dw = 1, groups = 1;
+    };
+
+    template <class T>
+    void check_transpose_case(const transpose_case& c, engine& gen, double tol)
+    {
+        const auto x = random_tensor<T, 4>({std::size_t(c.N), std::size_t(c.Cin), std::size_t(c.H), std::size_t(c.W)}, gen);
+        const auto w = random_tensor<T, 4>(
+            {std::size_t(c.Cin), std::size_t(c.Cout / c.groups), std::size_t(c.kh), std::size_t(c.kw)}, gen);
+        const auto b = random_tensor<T, 1>({std::size_t(c.Cout)}, gen);
+        xconv::conv_transpose2d_options o;
+        o.stride = {c.sh, c.sw};
+        o.padding = {c.ph, c.pw};
+        o.output_padding = {c.oph, c.opw};
+        o.dilation = {c.dh, c.dw};
+        o.groups = std::size_t(c.groups);
+        xconv_test::transpose_geometry g;
+        g.stride_h = c.sh;
+        g.stride_w = c.sw;
+        g.pad_h = c.ph;
+        g.pad_w = c.pw;
+        g.out_pad_h = c.oph;
+        g.out_pad_w = c.opw;
+        g.dil_h = c.dh;
+        g.dil_w = c.dw;
+        g.groups = c.groups;
+        std::ostringstream os;
+        os << "transposed N=" << c.N << " " << c.Cin << "->" << c.Cout << " " << c.H << "x" << c.W << " k=(" << c.kh
+           << "," << c.kw << ") s=(" << c.sh << "," << c.sw << ") p=(" << c.ph << "," << c.pw << ") d=(" << c.dh << ","
+           << c.dw << ") groups=" << c.groups;
+        const std::string what = os.str();
+        const auto y = xconv::conv_transpose2d(x, w, b, o);
+        const auto y_ref = xconv_test::conv_transpose2d(x, w, &b, g);
+        close(y, y_ref, tol, what + " forward");
+        const auto gy = random_tensor<T, 4>({y.shape(0), y.shape(1), y.shape(2), y.shape(3)}, gen);
+        const auto grads = xconv::conv_transpose2d_backward(gy, x, w, o);
+        const auto ref = xconv_test::conv_transpose2d_backward(gy, x, w, g);
+        close(grads.grad_input, ref.input, tol, what + " grad_input");
+        close(grads.grad_weight, ref.weight, tol, what + " grad_weight");
+        close(grads.grad_bias, ref.bias, tol, what + " grad_bias");
+    }
+}  // namespace
+
+TEST_CASE("im2col_b_packer packs exactly the reference columns", "[fastpaths]")
+{
+    engine gen(101);
+    SECTION("the build's register tile") { check_b_packer<float, xconv::detail::gemm_arch>(gen, 300); }
+    SECTION("the build's register tile, double") { check_b_packer<double, xconv::detail::gemm_arch>(gen, 150); }
+    SECTION("the scalar register tile") { check_b_packer<float, xconv::detail::gemm_scalar_arch>(gen, 150); }
+}
+
+TEST_CASE("im2col_t_a_packer packs exactly the reference columns, transposed", "[fastpaths]")
+{
+    engine gen(202);
+    SECTION("the build's register tile") { check_t_a_packer<float, xconv::detail::gemm_arch>(gen, 300); }
+    SECTION("the build's register tile, double") { check_t_a_packer<double, xconv::detail::gemm_arch>(gen, 150); }
+    SECTION("the scalar register tile") { check_t_a_packer<float, xconv::detail::gemm_scalar_arch>(gen, 150); }
+}
+
+TEST_CASE("im2col_tile copies any block of the reference columns", "[fastpaths]")
+{
+    engine gen(303);
+    for (int t = 0; t < 300; ++t)
+    {
+        const unfold_case c = random_unfold_case(gen);
+        const auto x = random_tensor<double, 4>({1, std::size_t(c.C), std::size_t(c.H), std::size_t(c.W)}, gen);
+        const auto cols = reference_columns(x, c.g);
+        const index_t K = static_cast<index_t>(cols.shape(0)), L = static_cast<index_t>(cols.shape(1));
+        const xconv::detail::conv_taps taps(c.win);
+        const index_t k0 = random_int(gen, 0, K - 1), k1 = random_int(gen, k0 + 1, K);
+        const index_t l0 = random_int(gen, 0, L - 1), l1 = random_int(gen, l0 + 1, L);
+        const index_t ld = (l1 - l0) + random_int(gen, 0, 3);
+        std::vector<double> dst(std::size_t((k1 - k0) * ld), std::numeric_limits<double>::quiet_NaN());
+        std::vector<xconv::detail::conv_segment> segs(std::size_t(xconv::detail::max_segments(l1 - l0, c.win.blocks_w)));
+        xconv::detail::im2col_tile(x.data(), c.win, taps, k0, k1, l0, l1, segs.data(), dst.data(), ld);
+        index_t bad = 0;
+        for (index_t k = k0; k < k1; ++k)
+        {
+            for (index_t l = l0; l < l1; ++l)
+            {
+                bad += !(dst[std::size_t((k - k0) * ld + (l - l0))] == cols(std::size_t(k), std::size_t(l)));
+            }
+        }
+        INFO(c.text << " rows [" << k0 << ", " << k1 << ") positions [" << l0 << ", " << l1 << ")");
+        REQUIRE(bad == 0);
+    }
+}
+
+TEST_CASE("col2im_tile sums like the reference fold, bitwise the same for any tiling", "[fastpaths]")
+{
+    engine gen(404);
+    for (int t = 0; t < 200; ++t)
+    {
+        const unfold_case c = random_unfold_case(gen);
+        const index_t K = c.C * c.g.kernel_h * c.g.kernel_w, L = c.win.blocks();
+        const auto cols3 = random_tensor<float, 3>({1, std::size_t(K), std::size_t(L)}, gen);
+        const auto expected = xconv_test::fold(cols3, c.H, c.W, c.g);
+        const xconv::detail::conv_taps taps(c.win);
+        std::vector<xconv::detail::conv_segment> segs(std::size_t(xconv::detail::max_segments(L, c.win.blocks_w)));
+        std::vector<xt::xtensor<float, 4>> results;
+        // Whole range row-major, then random tile sizes in both layouts.
+        for (int variant = 0; variant < 4; ++variant)
+        {
+            const index_t tile = variant == 0 ? L : random_int(gen, 1, L);
+            const bool position_major = variant >= 2;
+            xt::xtensor<float, 4> plane = xt::zeros<float>({std::size_t(1), std::size_t(c.C), std::size_t(c.H), std::size_t(c.W)});
+            std::vector<float> buf(std::size_t(K * tile));
+            for (index_t l0 = 0; l0 < L; l0 += tile)
+            {
+                const index_t n = std::min(tile, L - l0);
+                for (index_t k = 0; k < K; ++k)
+                {
+                    for (index_t l = 0; l < n; ++l)
+                    {
+                        buf[std::size_t(position_major ? l * K + k : k * n + l)] = cols3(0, std::size_t(k), std::size_t(l0 + l));
+                    }
+                }
+                const std::size_t n_segs = xconv::detail::split_positions(c.win, l0, l0 + n, segs.data());
+                xconv::detail::col2im_tile(buf.data(), position_major ? 1 : n, position_major ? K : 1, c.win, taps,
+                                           index_t(0), c.C, segs.data(), n_segs, plane.data(), false);
+            }
+            close(plane, expected, 1e-5, c.text + " tile " + std::to_string(tile));
+            results.push_back(plane);
+        }
+        for (std::size_t v = 1; v < results.size(); ++v)
+        {
+            INFO(c.text);
+            bitwise_equal(results[v], results[0], "col2im_tile with another tiling");
+        }
+    }
+}
+
+TEST_CASE("conv2d paths: narrow outputs, 1x1 kernels, direct kernels, large paddings", "[fastpaths]")
+{
+    engine gen(505);
+    // The transposed forward of a narrow output needs at least one register panel of output
+    // channels; the build's panel width decides how many that is.
+    const index_t nr = static_cast<index_t>(xconv::detail::gemm_traits<float>::nr);
+    const index_t nr_d = static_cast<index_t>(xconv::detail::gemm_traits<double>::nr);
+    std::vector<conv_case> cases = {
+        // narrow outputs (L < 2 nr), computed transposed
+        {2, 6, nr, 3, 4, 3, 3, 1, 1, 1, 1},
+        {1, 5, nr + 3, 7, 7, 3, 3, 1, 1, 1, 1},
+        {3, 4, 2 * nr + 1, 6, 5, 3, 2, 2, 3, 1, 0, 3, 1},
+        {2, 2 * nr, nr, 4, 4, 1, 1},                  // narrow and 1x1: the plane is cols
+        // 1x1, stride 1, no padding: no im2col, grouped too
+        {2, 12, 10, 9, 11, 1, 1},
+        {2, 12, 10, 9, 11, 1, 1, 1, 1, 0, 0, 1, 1, 2},
+        {1, 8, 6, 5, 7, 1, 1, 2, 2},                  // 1x1 with stride: general path
+        // padding larger than the kernel (negative offsets in the direct backward-data)
+        {2, 3, 4, 5, 6, 2, 2, 1, 1, 3, 2},
+        // direct kernels: depthwise 3x3 / 5x5 / 1x1 at widths around the vector width, multipliers
+        {2, 4, 4, 9, 1, 3, 3, 1, 1, 1, 1, 1, 1, 4},
+        {2, 4, 4, 7, 15, 3, 3, 1, 1, 1, 1, 1, 1, 4},
+        {1, 3, 3, 11, 17, 3, 3, 1, 1, 1, 1, 1, 1, 3},
+        {1, 2, 2, 10, 33, 3, 3, 1, 1, 1, 1, 1, 1, 2},
+        {1, 2, 2, 13, 40, 3, 3, 1, 1, 0, 0, 1, 1, 2},
+        {2, 3, 3, 12, 21, 5, 5, 1, 1, 2, 2, 1, 1, 3},
+        {1, 3, 3, 6, 19, 1, 1, 1, 1, 0, 0, 1, 1, 3},
+        {1, 3, 3, 6, 19, 1, 1, 1, 1, 1, 1, 1, 1, 3},
+        {2, 4, 8, 9, 10, 3, 3, 1, 1, 1, 1, 1, 1, 4},  // depth multiplier 2
+        {2, 8, 4, 9, 10, 3, 3, 1, 1, 1, 1, 1, 1, 4},  // two input channels per group
+        {1, 4, 4, 12, 13, 3, 3, 2, 2, 1, 1, 1, 1, 4}, // strided depthwise: generic kernels
+        {1, 4, 4, 12, 13, 3, 3, 1, 1, 2, 2, 2, 2, 4}, // dilated depthwise
+        {1, 4, 4, 12, 13, 3, 2, 1, 2, 0, 1, 1, 1, 4},
+        {1, 2, 2, 8, 9, 3, 3, 1, 1, 5, 4, 1, 1, 2},   // padding beyond the kernel
+        {2, 4, 4, 9, 10, 3, 3, 1, 1, 1, 1, 1, 1, 4, xconv::padding_mode::reflect},
+        {2, 4, 4, 9, 10, 3, 3, 1, 1, 2, 1, 1, 1, 4, xconv::padding_mode::circular},
+        {2, 4, 6, 9, 10, 3, 3, 1, 1, 1, 2, 1, 1, 2, xconv::padding_mode::replicate},
+    };
+    for (const auto& c : cases)
+    {
+        check_conv_case<float>(c, gen, 1e-4);
+    }
+    std::vector<conv_case> double_cases = {
+        {2, 6, nr_d, 3, 4, 3, 3, 1, 1, 1, 1},
+        {1, 3, 3, 11, 17, 3, 3, 1, 1, 1, 1, 1, 1, 3},
+        {2, 3, 3, 12, 21, 5, 5, 1, 1, 2, 2, 1, 1, 3},
+    };
+    for (const auto& c : double_cases)
+    {
+        check_conv_case<double>(c, gen, 1e-10);
+    }
+}
+
+TEST_CASE("conv_transpose2d paths: depthwise, narrow, 1x1", "[fastpaths]")
+{
+    engine gen(606);
+    const index_t nr = static_cast<index_t>(xconv::detail::gemm_traits<float>::nr);
+    const std::vector<transpose_case> cases = {
+        {2, 4, 4, 9, 10, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1, 4},   // depthwise, stride 1
+        {2, 4, 4, 9, 10, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 4},   // depthwise, stride 2
+        {1, 3, 3, 8, 21, 5, 5, 1, 1, 1, 2, 0, 0, 1, 1, 3},
+        {2, nr, 6, 3, 3, 3, 3, 1, 1, 1, 1},                  // backward-data narrow
+        {2, 8, 6, 5, 7, 1, 1},                               // 1x1
+        {2, 8, 6, 5, 4, 3, 2, 2, 3, 1, 0, 1, 2, 3, 1, 2},    // like the suite's seed_test_T, grouped
+    };
+    for (const auto& c : cases)
+    {
+        check_transpose_case<float>(c, gen, 1e-4);
+    }
+}
+
+TEST_CASE("scratch limit: set and read back; any cap gives bitwise the same results", "[fastpaths]")
+{
+    scratch_limit_guard guard;
+    xconv::set_scratch_limit(123456);
+    CHECK(xconv::scratch_limit() == 123456);
+
+    engine gen(707);
+    const auto x = random_tensor<float, 4>({2, 8, 23, 21}, gen);
+    const auto w = random_tensor<float, 4>({16, 8, 3, 3}, gen);
+    const auto wd = random_tensor<float, 4>({8, 1, 3, 3}, gen);
+    const auto wt = random_tensor<float, 4>({8, 6, 4, 4}, gen);
+    const auto b16 = random_tensor<float, 1>({16}, gen);
+    const auto b8 = random_tensor<float, 1>({8}, gen);
+    const auto b6 = random_tensor<float, 1>({6}, gen);
+    xconv::conv2d_options o;
+    o.padding = 1;
+    xconv::conv2d_options od = o;
+    od.groups = 8;
+    xconv::conv2d_options orf = o;
+    orf.padding = {2, 1};
+    orf.padding_mode = xconv::padding_mode::reflect;
+    xconv::conv_transpose2d_options ot;
+    ot.stride = 2;
+    ot.padding = 1;
+
+    struct results
+    {
+        xt::xtensor<float, 4> y, gx, gw, yd, gxd, gwd, yr, gxr, gwr, yt, gxt, gwt;
+        xt::xtensor<float, 1> gb, gbt;
+    };
+    const auto run = [&](std::size_t limit) {
+        xconv::set_scratch_limit(limit);
+        results r;
+        r.y = xconv::conv2d(x, w, b16, o);
+        auto g = xconv::conv2d_backward(r.y, x, w, o);
+        r.gx = g.grad_input;
+        r.gw = g.grad_weight;
+        r.gb = g.grad_bias;
+        r.yd = xconv::conv2d(x, wd, b8, od);
+        auto gd = xconv::conv2d_backward(r.yd, x, wd, od);
+        r.gxd = gd.grad_input;
+        r.gwd = gd.grad_weight;
+        r.yr = xconv::conv2d(x, w, b16, orf);
+        auto gr = xconv::conv2d_backward(r.yr, x, w, orf);
+        r.gxr = gr.grad_input;
+        r.gwr = gr.grad_weight;
+        r.yt = xconv::conv_transpose2d(x, wt, b6, ot);
+        auto gt = xconv::conv_transpose2d_backward(r.yt, x, wt, ot);
+        r.gxt = gt.grad_input;
+        r.gwt = gt.grad_weight;
+        r.gbt = gt.grad_bias;
+        return r;
+    };
+    const results base = run(std::size_t(4) << 20);
+    // The reference for one of them, so that a wrong but tiling-independent result fails too.
+    xconv_test::conv_geometry g;
+    g.pad_top = g.pad_bottom = g.pad_left = g.pad_right = 1;
+    close(base.y, xconv_test::conv2d(x, w, &b16, g), 1e-4, "conv2d forward");
+    for (const std::size_t limit : {std::size_t(0), std::size_t(16) << 10, std::size_t(200) << 10, std::size_t(256) << 20})
+    {
+        INFO("scratch limit " << limit);
+        const results r = run(limit);
+        bitwise_equal(r.y, base.y, "conv2d");
+        bitwise_equal(r.gx, base.gx, "conv2d grad_input");
+        bitwise_equal(r.gw, base.gw, "conv2d grad_weight");
+        bitwise_equal(r.gb, base.gb, "conv2d grad_bias");
+        bitwise_equal(r.yd, base.yd, "depthwise");
+        bitwise_equal(r.gxd, base.gxd, "depthwise grad_input");
+        bitwise_equal(r.gwd, base.gwd, "depthwise grad_weight");
+        bitwise_equal(r.yr, base.yr, "reflect");
+        bitwise_equal(r.gxr, base.gxr, "reflect grad_input");
+        bitwise_equal(r.gwr, base.gwr, "reflect grad_weight");
+        bitwise_equal(r.yt, base.yt, "conv_transpose2d");
+        bitwise_equal(r.gxt, base.gxt, "conv_transpose2d grad_input");
+        bitwise_equal(r.gwt, base.gwt, "conv_transpose2d grad_weight");
+        bitwise_equal(r.gbt, base.gbt, "conv_transpose2d grad_bias");
+    }
+}

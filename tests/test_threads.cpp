@@ -1,0 +1,245 @@
+// Reproducibility under threads: conv2d and conv_transpose2d, forward and all three gradients,
+// must come out byte for byte the same with 1, 2 and 3 OpenMP threads, on small shapes shaped like
+// the benchmark suite's (plain, strided and dilated, 1x1, narrow outputs, grouped, depthwise,
+// padding modes, transposed), each also checked against the naive reference so that a result
+// that is reproducible but wrong fails too. Built without OpenMP (XCONV_USE_OPENMP), the test
+// runs the single-thread path twice, says so, and compares the two runs.
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include <xconv/xconv.hpp>
+
+#if defined(XCONV_USE_OPENMP)
+#include <omp.h>
+#endif
+
+#include "support/random.hpp"
+#include "support/reference.hpp"
+
+namespace
+{
+    using index_t = std::int64_t;
+
+    struct thread_case
+    {
+        const char* name;
+        bool transposed;
+        index_t N, Cin, Cout, H, W, kh, kw, sh, sw, ph, pw, dh, dw, groups;
+        xconv::padding_mode mode = xconv::padding_mode::zeros;
+        index_t oph = 0, opw = 0;
+    };
+
+    struct outputs
+    {
+        xt::xtensor<float, 4> y, gx, gw;
+        xt::xtensor<float, 1> gb;
+    };
+
+    /// The inputs of a case, drawn once so that every thread count sees the same numbers.
+    struct inputs
+    {
+        xt::xtensor<float, 4> x, w, gy;
+        xt::xtensor<float, 1> b;
+    };
+
+    xconv::conv2d_options conv_options(const thread_case& c)
+    {
+        xconv::conv2d_options o;
+        o.stride = {c.sh, c.sw};
+        o.padding = {c.ph, c.pw};
+        o.dilation = {c.dh, c.dw};
+        o.groups = std::size_t(c.groups);
+        o.padding_mode = c.mode;
+        return o;
+    }
+
+    xconv::conv_transpose2d_options transpose_options(const thread_case& c)
+    {
+        xconv::conv_transpose2d_options o;
+        o.stride = {c.sh, c.sw};
+        o.padding = {c.ph, c.pw};
+        o.dilation = {c.dh, c.dw};
+        o.groups = std::size_t(c.groups);
+        o.output_padding = {c.oph, c.opw};
+        return o;
+    }
+
+    inputs make_inputs(const thread_case& c, xconv_test::engine& gen)
+    {
+        inputs in;
+        in.x = xconv_test::random_tensor<float, 4>({std::size_t(c.N), std::size_t(c.Cin), std::size_t(c.H), std::size_t(c.W)}, gen);
+        in.b = xconv_test::random_tensor<float, 1>({std::size_t(c.Cout)}, gen);
+        if (c.transposed)
+        {
+            in.w = xconv_test::random_tensor<float, 4>(
+                {std::size_t(c.Cin), std::size_t(c.Cout / c.groups), std::size_t(c.kh), std::size_t(c.kw)}, gen);
+            const auto y = xconv::conv_transpose2d(in.x, in.w, in.b, transpose_options(c));
+            in.gy = xconv_test::random_tensor<float, 4>({y.shape(0), y.shape(1), y.shape(2), y.shape(3)}, gen);
+        }
+        else
+        {
+            in.w = xconv_test::random_tensor<float, 4>(
+                {std::size_t(c.Cout), std::size_t(c.Cin / c.groups), std::size_t(c.kh), std::size_t(c.kw)}, gen);
+            const auto y = xconv::conv2d(in.x, in.w, in.b, conv_options(c));
+            in.gy = xconv_test::random_tensor<float, 4>({y.shape(0), y.shape(1), y.shape(2), y.shape(3)}, gen);
+        }
+        return in;
+    }
+
+    outputs run(const thread_case& c, const inputs& in)
+    {
+        outputs out;
+        if (c.transposed)
+        {
+            const auto o = transpose_options(c);
+            out.y = xconv::conv_transpose2d(in.x, in.w, in.b, o);
+            auto g = xconv::conv_transpose2d_backward(in.gy, in.x, in.w, o);
+            out.gx = g.grad_input;
+            out.gw = g.grad_weight;
+            out.gb = g.grad_bias;
+        }
+        else
+        {
+            const auto o = conv_options(c);
+            out.y = xconv::conv2d(in.x, in.w, in.b, o);
+            auto g = xconv::conv2d_backward(in.gy, in.x, in.w, o);
+            out.gx = g.grad_input;
+            out.gw = g.grad_weight;
+            out.gb = g.grad_bias;
+        }
+        return out;
+    }
+
+    /// The reference results of a case (independent naive loops).
+    outputs reference(const thread_case& c, const inputs& in)
+    {
+        outputs out;
+        if (c.transposed)
+        {
+            xconv_test::transpose_geometry g;
+            g.stride_h = c.sh;
+            g.stride_w = c.sw;
+            g.pad_h = c.ph;
+            g.pad_w = c.pw;
+            g.out_pad_h = c.oph;
+            g.out_pad_w = c.opw;
+            g.dil_h = c.dh;
+            g.dil_w = c.dw;
+            g.groups = c.groups;
+            out.y = xconv_test::conv_transpose2d(in.x, in.w, &in.b, g);
+            auto r = xconv_test::conv_transpose2d_backward(in.gy, in.x, in.w, g);
+            out.gx = r.input;
+            out.gw = r.weight;
+            out.gb = r.bias;
+        }
+        else
+        {
+            xconv_test::conv_geometry g;
+            g.stride_h = c.sh;
+            g.stride_w = c.sw;
+            g.pad_top = g.pad_bottom = c.ph;
+            g.pad_left = g.pad_right = c.pw;
+            g.dil_h = c.dh;
+            g.dil_w = c.dw;
+            g.groups = c.groups;
+            g.mode = static_cast<xconv_test::pad_mode>(static_cast<int>(c.mode));
+            out.y = xconv_test::conv2d(in.x, in.w, &in.b, g);
+            auto r = xconv_test::conv2d_backward(in.gy, in.x, in.w, g);
+            out.gx = r.input;
+            out.gw = r.weight;
+            out.gb = r.bias;
+        }
+        return out;
+    }
+
+    template <class A>
+    bool same_bytes(const A& a, const A& b)
+    {
+        return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+    }
+
+    void require_same(const outputs& got, const outputs& base, const std::string& what)
+    {
+        INFO(what);
+        CHECK(same_bytes(got.y, base.y));
+        CHECK(same_bytes(got.gx, base.gx));
+        CHECK(same_bytes(got.gw, base.gw));
+        CHECK(same_bytes(got.gb, base.gb));
+    }
+
+    void require_close(const outputs& got, const outputs& ref, const std::string& what)
+    {
+        const double tol = 1e-4;
+        const auto y = xconv_test::compare(got.y, ref.y, tol);
+        const auto gx = xconv_test::compare(got.gx, ref.gx, tol);
+        const auto gw = xconv_test::compare(got.gw, ref.gw, tol);
+        const auto gb = xconv_test::compare(got.gb, ref.gb, tol);
+        INFO(what << "\n output " << y.message << "\n grad_input " << gx.message << "\n grad_weight " << gw.message
+                  << "\n grad_bias " << gb.message);
+        CHECK((y.ok && gx.ok && gw.ok && gb.ok));
+    }
+
+    // N, C_in, C_out, H, W, kh, kw, sh, sw, ph, pw, dh, dw, groups (, mode, output padding)
+    const std::vector<thread_case> cases = {
+        {"3x3 pad 1", false, 4, 16, 32, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+        {"3x3 pad 1, one sample (threads inside the GEMM)", false, 1, 32, 64, 24, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+        {"narrow output (computed transposed)", false, 3, 16, 72, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+        {"narrow output, one sample", false, 1, 24, 136, 2, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+        {"strided and dilated (seed_test)", false, 3, 8, 16, 16, 16, 3, 2, 2, 3, 1, 0, 3, 1, 1},
+        {"1x1", false, 2, 32, 16, 12, 12, 1, 1, 1, 1, 0, 0, 1, 1, 1},
+        {"1x1, one sample", false, 1, 64, 64, 16, 16, 1, 1, 1, 1, 0, 0, 1, 1, 1},
+        {"stride 2 (downsample)", false, 2, 16, 32, 13, 13, 3, 3, 2, 2, 1, 1, 1, 1, 1},
+        {"grouped", false, 3, 16, 32, 10, 10, 3, 3, 1, 1, 1, 1, 1, 1, 4},
+        {"depthwise", false, 3, 16, 16, 17, 19, 3, 3, 1, 1, 1, 1, 1, 1, 16},
+        {"depthwise, stride 2", false, 2, 6, 6, 15, 14, 3, 3, 2, 2, 1, 1, 1, 1, 6},
+        {"depthwise, 4 groups", false, 2, 4, 8, 9, 40, 3, 3, 1, 1, 1, 1, 1, 1, 4},
+        {"reflect padding", false, 2, 8, 8, 9, 10, 3, 3, 1, 1, 2, 1, 1, 1, 1, xconv::padding_mode::reflect},
+        {"circular padding, one sample", false, 1, 8, 12, 11, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1, xconv::padding_mode::circular},
+        {"replicate padding, depthwise", false, 2, 6, 6, 9, 10, 3, 3, 1, 1, 1, 2, 1, 1, 6, xconv::padding_mode::replicate},
+        {"transposed 4x4 stride 2 (dcgan_up)", true, 3, 8, 4, 7, 6, 4, 4, 2, 2, 1, 1, 1, 1, 1},
+        {"transposed like seed_test_T", true, 2, 8, 16, 6, 5, 3, 2, 2, 3, 1, 0, 3, 1, 1, xconv::padding_mode::zeros, 1, 2},
+        {"transposed 2x2 stride 2 (unet_up2x2)", true, 2, 16, 8, 8, 8, 2, 2, 2, 2, 0, 0, 1, 1, 1},
+        {"transposed grouped", true, 2, 8, 12, 5, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2},
+        {"transposed depthwise", true, 3, 8, 8, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1, 8},
+        {"transposed, one sample", true, 1, 32, 32, 12, 12, 4, 4, 2, 2, 1, 1, 1, 1, 1},
+    };
+}  // namespace
+
+TEST_CASE("threads: outputs and gradients are bitwise the same for 1, 2 and 3 threads", "[threads]")
+{
+    xconv_test::engine gen(20240611);
+#if defined(XCONV_USE_OPENMP)
+    const int saved = omp_get_max_threads();
+    for (const auto& c : cases)
+    {
+        const inputs in = make_inputs(c, gen);
+        omp_set_num_threads(1);
+        const outputs base = run(c, in);
+        require_close(base, reference(c, in), std::string(c.name) + ", 1 thread, against the reference");
+        for (const int threads : {2, 3})
+        {
+            omp_set_num_threads(threads);
+            const outputs got = run(c, in);
+            require_same(got, base, std::string(c.name) + ": " + std::to_string(threads) + " threads against 1");
+        }
+    }
+    omp_set_num_threads(saved);
+#else
+    WARN("xconv was built without OpenMP (XCONV_USE_OPENMP): only the single-thread path runs here, "
+         "twice, and the two runs are compared");
+    for (const auto& c : cases)
+    {
+        const inputs in = make_inputs(c, gen);
+        const outputs base = run(c, in);
+        require_close(base, reference(c, in), std::string(c.name) + " against the reference");
+        require_same(run(c, in), base, std::string(c.name) + ": a second run");
+    }
+#endif
+}
