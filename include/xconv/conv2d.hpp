@@ -131,12 +131,20 @@ namespace xconv
             const std::int64_t L = p.win.blocks();
             const std::int64_t K = Cin_g * p.win.taps();
             const conv_taps taps(p.win);
+            const bool stream = stream_output(static_cast<std::size_t>(p.batch * p.out_channels * L) * sizeof(T));
             // per sample and group: [Cout_g, K] x cols(x_g) [K, L] -> [Cout_g, L] (+ bias)
+            const bool direct = prefer_direct(Cin_g, Cout_g);
+            const std::int64_t in_plane = p.in_h * p.in_w;
             for_each_sample_group<T>(p.batch, p.groups, [&](std::int64_t n, std::int64_t g, std::size_t budget, bool) {
+                if (direct && n * p.groups + g + 1 < p.batch * p.groups)
+                {
+                    // A direct pass streams through memory: fetch the next group's planes now.
+                    prefetch_span(x + (n * p.in_channels + (g + 1) * Cin_g) * in_plane, Cin_g * in_plane);
+                }
                 const T* src = conv2d_group_input(p, x, n, g, conv_workspace<T>::local().padded);
                 lowered_forward(p.win, taps, Cin_g, Cout_g, weight + g * Cout_g * K, src,
                                 out + (n * p.out_channels + g * Cout_g) * L, bias != nullptr ? bias + g * Cout_g : nullptr,
-                                budget);
+                                budget, stream);
             });
         }
 
@@ -156,50 +164,61 @@ namespace xconv
             const std::int64_t in_plane = p.in_h * p.in_w;
             const std::int64_t K = Cin_g * p.win.taps();
             const conv_taps taps(p.win);
-            const std::int64_t threads = conv_threads();
-            if (prefer_direct(Cin_g, Cout_g) && (threads == 1 || conv_split_tasks(p.groups, threads)))
+            if (gw != nullptr)
             {
-                // Few channels per group (depthwise): the three gradients of one group over the
-                // batch, in order, by one thread, so that each plane of dy is read from memory once.
-                if (gw != nullptr)
-                {
-                    std::fill(gw, gw + p.out_channels * K, T(0));
-                }
+                std::fill(gw, gw + p.out_channels * K, T(0));
+            }
+            if (prefer_direct(Cin_g, Cout_g))
+            {
+                // Few channels per group (depthwise): GEMM-free passes over the batch.
+                const bool stream_gx = !p.explicit_pad && stream_output(static_cast<std::size_t>(p.batch * p.in_channels * in_plane) * sizeof(T));
                 if (gb != nullptr)
                 {
                     std::fill(gb, gb + p.out_channels, T(0));
                 }
-                const std::size_t budget = scratch_per_thread(static_cast<std::size_t>(threads));
-                conv_parallel_for(p.groups, threads > 1, [&](std::int64_t g) {
-                    conv_workspace<T>& ws = conv_workspace<T>::local();
-                    for (std::int64_t n = 0; n < p.batch; ++n)
-                    {
+                direct_backward_batch<T>(
+                    p.batch, p.groups, direct_wgrad_partial_size(p.win, Cin_g, Cout_g), gw != nullptr,
+                    [&](std::int64_t n, std::int64_t g) {
                         const T* gy = grad_out + (n * p.out_channels + g * Cout_g) * L;
-                        if (gb != nullptr)
+                        if (n + 1 < p.batch)
                         {
-                            for (std::int64_t c = 0; c < Cout_g; ++c)
-                            {
-                                gb[g * Cout_g + c] += row_sum(gy + c * L, L);
-                            }
+                            // The next sample's planes of the group are far away in memory.
+                            prefetch_span(gy + p.out_channels * L, Cout_g * L);
+                            prefetch_span(x + ((n + 1) * p.in_channels + g * Cin_g) * in_plane, Cin_g * in_plane);
                         }
+                        for (std::int64_t c = 0; gb != nullptr && c < Cout_g; ++c)
+                        {
+                            gb[g * Cout_g + c] += row_sum(gy + c * L, L);
+                        }
+                    },
+                    [&](std::int64_t n, std::int64_t g, T* partial, std::size_t budget) {
                         if (gw != nullptr)
                         {
-                            direct_backward_weight(p.win, Cin_g, Cout_g, gy, conv2d_group_input(p, x, n, g, ws.padded),
-                                                   gw + g * Cout_g * K, budget);
+                            direct_backward_weight(p.win, Cin_g, Cout_g, grad_out + (n * p.out_channels + g * Cout_g) * L,
+                                                   conv2d_group_input(p, x, n, g, conv_workspace<T>::local().padded),
+                                                   partial, budget);
                         }
-                        if (gx != nullptr)
+                    },
+                    [&](std::int64_t g, const T* partial) {
+                        direct_backward_weight_finish(p.win, Cin_g, Cout_g, partial, gw + g * Cout_g * K);
+                    },
+                    [&](std::int64_t n, std::int64_t g, std::size_t budget) {
+                        if (gx == nullptr)
                         {
-                            T* gxg = gx + (n * p.in_channels + g * Cin_g) * in_plane;
-                            T* dst = p.explicit_pad ? ws.padded_grad.get(static_cast<std::size_t>(Cin_g * p.win.plane())) : gxg;
-                            direct_backward_data(p.win, Cin_g, Cout_g, weight + g * Cout_g * K, gy, dst,
-                                                 static_cast<const T*>(nullptr), budget);
-                            if (p.explicit_pad)
-                            {
-                                unpad_planes(dst, Cin_g, p, gxg);
-                            }
+                            return;
                         }
-                    }
-                });
+                        T* gxg = gx + (n * p.in_channels + g * Cin_g) * in_plane;
+                        T* dst = p.explicit_pad ? conv_workspace<T>::local().padded_grad.get(
+                                                      static_cast<std::size_t>(Cin_g * p.win.plane()))
+                                                : gxg;
+                        direct_backward_data(p.win, Cin_g, Cout_g, weight + g * Cout_g * K,
+                                             grad_out + (n * p.out_channels + g * Cout_g) * L, dst,
+                                             static_cast<const T*>(nullptr), budget, stream_gx);
+                        if (p.explicit_pad)
+                        {
+                            unpad_planes(dst, Cin_g, p, gxg);
+                        }
+                    });
                 return;
             }
             if (gb != nullptr)
@@ -209,9 +228,8 @@ namespace xconv
             if (gw != nullptr)
             {
                 // dW_g [Cout_g, K] += dy_g [Cout_g, L] x cols(x_g)^T [L, K], over the batch in order
-                std::fill(gw, gw + p.out_channels * K, T(0));
                 accumulate_weight_grad<T>(
-                    p.batch, p.groups, K, prefer_direct(Cin_g, Cout_g),
+                    p.batch, p.groups, K,
                     [&](std::int64_t n, std::int64_t g) {
                         return conv2d_group_input(p, x, n, g, conv_workspace<T>::local().padded);
                     },

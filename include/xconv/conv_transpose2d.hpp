@@ -46,12 +46,13 @@ namespace xconv
             const std::int64_t out_plane = p.win.plane();  // H_out * W_out
             const std::int64_t K = Cout_g * p.win.taps();
             const conv_taps taps(p.win);
+            const bool stream = stream_output(static_cast<std::size_t>(p.batch * p.out_channels * out_plane) * sizeof(T));
             // per sample and group: bias + col2im( W_g^T [K, Cin_g] x x_g [Cin_g, L] )
             for_each_sample_group<T>(p.batch, p.groups, [&](std::int64_t n, std::int64_t g, std::size_t budget, bool inner) {
                 lowered_backward_data(p.win, taps, Cout_g, Cin_g, weight + g * Cin_g * K,
                                       x + (n * p.in_channels + g * Cin_g) * L,
                                       out + (n * p.out_channels + g * Cout_g) * out_plane,
-                                      bias != nullptr ? bias + g * Cout_g : nullptr, budget, inner);
+                                      bias != nullptr ? bias + g * Cout_g : nullptr, budget, inner, stream);
             });
         }
 
@@ -71,43 +72,52 @@ namespace xconv
             const std::int64_t out_plane = p.win.plane();
             const std::int64_t K = Cout_g * p.win.taps();
             const conv_taps taps(p.win);
-            const std::int64_t threads = conv_threads();
-            if (prefer_direct(Cout_g, Cin_g) && (threads == 1 || conv_split_tasks(p.groups, threads)))
+            if (gw != nullptr)
             {
-                // Few channels per group (depthwise): the three gradients of one group over the
-                // batch, in order, by one thread, so that each plane of dy is read from memory once.
-                if (gw != nullptr)
-                {
-                    std::fill(gw, gw + p.in_channels * K, T(0));
-                }
+                std::fill(gw, gw + p.in_channels * K, T(0));
+            }
+            if (prefer_direct(Cout_g, Cin_g))
+            {
+                // Few channels per group (depthwise): GEMM-free passes over the batch.
+                const bool stream_gx = stream_output(static_cast<std::size_t>(p.batch * p.in_channels * L) * sizeof(T));
                 if (gb != nullptr)
                 {
                     std::fill(gb, gb + p.out_channels, T(0));
                 }
-                const std::size_t budget = scratch_per_thread(static_cast<std::size_t>(threads));
-                conv_parallel_for(p.groups, threads > 1, [&](std::int64_t g) {
-                    for (std::int64_t n = 0; n < p.batch; ++n)
-                    {
+                direct_backward_batch<T>(
+                    p.batch, p.groups, direct_wgrad_partial_size(p.win, Cout_g, Cin_g), gw != nullptr,
+                    [&](std::int64_t n, std::int64_t g) {
                         const T* gy = grad_out + (n * p.out_channels + g * Cout_g) * out_plane;
-                        if (gb != nullptr)
+                        if (n + 1 < p.batch)
                         {
-                            for (std::int64_t c = 0; c < Cout_g; ++c)
-                            {
-                                gb[g * Cout_g + c] += row_sum(gy + c * out_plane, out_plane);
-                            }
+                            // The next sample's planes of the group are far away in memory.
+                            prefetch_span(gy + p.out_channels * out_plane, Cout_g * out_plane);
+                            prefetch_span(x + ((n + 1) * p.in_channels + g * Cin_g) * L, Cin_g * L);
                         }
+                        for (std::int64_t c = 0; gb != nullptr && c < Cout_g; ++c)
+                        {
+                            gb[g * Cout_g + c] += row_sum(gy + c * out_plane, out_plane);
+                        }
+                    },
+                    [&](std::int64_t n, std::int64_t g, T* partial, std::size_t budget) {
                         if (gw != nullptr)
                         {
-                            direct_backward_weight(p.win, Cout_g, Cin_g, x + (n * p.in_channels + g * Cin_g) * L, gy,
-                                                   gw + g * Cin_g * K, budget);
+                            direct_backward_weight(p.win, Cout_g, Cin_g, x + (n * p.in_channels + g * Cin_g) * L,
+                                                   grad_out + (n * p.out_channels + g * Cout_g) * out_plane, partial, budget);
                         }
+                    },
+                    [&](std::int64_t g, const T* partial) {
+                        direct_backward_weight_finish(p.win, Cout_g, Cin_g, partial, gw + g * Cin_g * K);
+                    },
+                    [&](std::int64_t n, std::int64_t g, std::size_t budget) {
                         if (gx != nullptr)
                         {
-                            direct_forward(p.win, Cout_g, Cin_g, weight + g * Cin_g * K, gy,
-                                           gx + (n * p.in_channels + g * Cin_g) * L, static_cast<const T*>(nullptr), budget);
+                            direct_forward(p.win, Cout_g, Cin_g, weight + g * Cin_g * K,
+                                           grad_out + (n * p.out_channels + g * Cout_g) * out_plane,
+                                           gx + (n * p.in_channels + g * Cin_g) * L, static_cast<const T*>(nullptr), budget,
+                                           stream_gx);
                         }
-                    }
-                });
+                    });
                 return;
             }
             if (gb != nullptr)
@@ -117,9 +127,8 @@ namespace xconv
             if (gw != nullptr)
             {
                 // dW_g [Cin_g, K] += x_g [Cin_g, L] x cols(dy_g)^T [L, K], over the batch in order
-                std::fill(gw, gw + p.in_channels * K, T(0));
                 accumulate_weight_grad<T>(
-                    p.batch, p.groups, K, prefer_direct(Cout_g, Cin_g),
+                    p.batch, p.groups, K,
                     [&](std::int64_t n, std::int64_t g) { return grad_out + (n * p.out_channels + g * Cout_g) * out_plane; },
                     [&](std::int64_t g, std::int64_t n, const T* gy_g, std::int64_t k_begin, std::int64_t k_end,
                         std::size_t budget) {

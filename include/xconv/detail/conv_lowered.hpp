@@ -98,6 +98,8 @@ namespace xconv
         }
 
         /// grid [Cg, L] = W [Cg, K] x cols(plane) [K, L], plus bias[c] on row c when bias is not null.
+        /// `stream`: the call's output is large (stream_output), write it past the caches where the
+        /// pass can.
         template <class T>
         void lowered_forward(const window2d& win,
                              const conv_taps& taps,
@@ -107,11 +109,12 @@ namespace xconv
                              const T* plane,
                              T* grid,
                              const T* bias,
-                             std::size_t budget)
+                             std::size_t budget,
+                             bool stream = false)
         {
             if (prefer_direct(Cp, Cg))
             {
-                direct_forward(win, Cp, Cg, W, plane, grid, bias, budget);
+                direct_forward(win, Cp, Cg, W, plane, grid, bias, budget, stream);
                 return;
             }
             const std::int64_t K = Cp * win.taps();
@@ -183,11 +186,12 @@ namespace xconv
                                    T* plane,
                                    const T* bias,
                                    std::size_t budget,
-                                   bool parallel)
+                                   bool parallel,
+                                   bool stream = false)
         {
             if (prefer_direct(Cp, Cg))
             {
-                direct_backward_data(win, Cp, Cg, W, grid, plane, bias, budget);
+                direct_backward_data(win, Cp, Cg, W, grid, plane, bias, budget, stream);
                 return;
             }
             const std::int64_t K = Cp * win.taps();
@@ -250,7 +254,8 @@ namespace xconv
         }
 
         /// Wgrad [Cg, k_begin : k_end] += grid [Cg, L] x cols(plane)^T [L, k_begin : k_end]
-        /// (Wgrad has leading dimension K = Cp*kh*kw; the direct passes take the whole range).
+        /// (Wgrad has leading dimension K = Cp*kh*kw). Not for the direct case (prefer_direct),
+        /// which direct_backward_batch handles over the whole batch.
         template <class T>
         void lowered_backward_weight(const window2d& win,
                                      const conv_taps& taps,
@@ -263,11 +268,6 @@ namespace xconv
                                      std::int64_t k_end,
                                      std::size_t budget)
         {
-            if (prefer_direct(Cp, Cg))
-            {
-                direct_backward_weight(win, Cp, Cg, grid, plane, Wgrad, budget);
-                return;
-            }
             const std::int64_t K = Cp * win.taps();
             const std::int64_t L = win.blocks();
             const std::int64_t kn = k_end - k_begin;
@@ -328,7 +328,7 @@ namespace xconv
         /// threads share the work by groups when there are enough, else by column ranges; either
         /// way every element is accumulated by one thread, over n in order.
         template <class T, class Src, class Acc>
-        void accumulate_weight_grad(std::int64_t N, std::int64_t G, std::int64_t K, bool direct, Src&& src, Acc&& acc)
+        void accumulate_weight_grad(std::int64_t N, std::int64_t G, std::int64_t K, Src&& src, Acc&& acc)
         {
             const std::int64_t threads = conv_threads();
             if (conv_split_tasks(G, threads))
@@ -343,7 +343,7 @@ namespace xconv
                 return;
             }
             const auto lanes = static_cast<std::int64_t>(gemm_traits<T>::lanes);
-            const std::int64_t chunks = direct ? 1 : std::max<std::int64_t>(1, std::min(threads, (K + lanes - 1) / lanes));
+            const std::int64_t chunks = std::max<std::int64_t>(1, std::min(threads, (K + lanes - 1) / lanes));
             const std::int64_t width = ((K + chunks - 1) / chunks + lanes - 1) / lanes * lanes;
             const std::size_t budget = chunks > 1 ? scratch_per_thread(static_cast<std::size_t>(chunks)) : shared_budget<T>(threads);
             for (std::int64_t g = 0; g < G; ++g)
@@ -361,6 +361,74 @@ namespace xconv
                     });
                 }
             }
+        }
+
+        /// The backward passes of a convolution whose groups have few channels (prefer_direct), over
+        /// the batch. For sample n and group g: bias(n, g) adds its bias-gradient row sums,
+        /// weight(n, g, partial, budget) adds its weight gradient to the group's partial sums
+        /// (partial_size elements, zero at first) and data(n, g, budget) computes its input
+        /// gradient; finish(g, partial) turns the partial sums into the group's weight gradient.
+        /// Null-free: each callback checks whether its gradient is wanted.
+        ///
+        /// When the groups can be shared out (or there is one thread), each thread takes a range of
+        /// groups and walks the batch once, doing all three for (n, g) together: the planes of dy
+        /// are then read from memory once, in address order. Otherwise the three run separately,
+        /// over groups (bias, weight) and over samples x groups (data). Either way a group's sums
+        /// run over n in increasing order on one thread, so the results are the same.
+        template <class T, class Bias, class Weight, class Finish, class Data>
+        void direct_backward_batch(std::int64_t N,
+                                   std::int64_t G,
+                                   std::int64_t partial_size,
+                                   bool want_weight,
+                                   Bias&& bias,
+                                   Weight&& weight,
+                                   Finish&& finish,
+                                   Data&& data)
+        {
+            const std::int64_t threads = conv_threads();
+            const auto group_partials = [&](std::int64_t groups) {
+                const auto n = static_cast<std::size_t>(want_weight ? groups * partial_size : 0);
+                T* partial = conv_workspace<T>::local().tile.get(n);
+                std::fill(partial, partial + n, T(0));
+                return partial;
+            };
+            if (threads == 1 || conv_split_tasks(G, threads))
+            {
+                const std::int64_t parts = std::min(threads, G);
+                const std::size_t budget = scratch_per_thread(static_cast<std::size_t>(parts));
+                conv_parallel_for(parts, parts > 1, [&](std::int64_t part) {
+                    const std::int64_t g0 = G * part / parts, g1 = G * (part + 1) / parts;
+                    T* partial = group_partials(g1 - g0);
+                    for (std::int64_t n = 0; n < N; ++n)
+                    {
+                        for (std::int64_t g = g0; g < g1; ++g)
+                        {
+                            bias(n, g);
+                            weight(n, g, want_weight ? partial + (g - g0) * partial_size : nullptr, budget);
+                            data(n, g, budget);
+                        }
+                    }
+                    for (std::int64_t g = g0; want_weight && g < g1; ++g)
+                    {
+                        finish(g, partial + (g - g0) * partial_size);
+                    }
+                });
+                return;
+            }
+            const std::size_t budget = scratch_per_thread(static_cast<std::size_t>(threads));
+            conv_parallel_for(G, true, [&](std::int64_t g) {
+                T* partial = group_partials(1);
+                for (std::int64_t n = 0; n < N; ++n)
+                {
+                    bias(n, g);
+                    weight(n, g, partial, budget);
+                }
+                if (want_weight)
+                {
+                    finish(g, partial);
+                }
+            });
+            conv_parallel_for(N * G, conv_split_tasks(N * G, threads), [&](std::int64_t t) { data(t / G, t % G, budget); });
         }
 
         /// Sum of n values in a fixed order: 16 interleaved partial sums, combined pairwise.

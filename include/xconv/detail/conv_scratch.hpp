@@ -95,7 +95,9 @@ namespace xconv
         struct conv_workspace
         {
             conv_buffer<T> tile;      // im2col columns, GEMM output before col2im, transposed output
-            conv_buffer<T> stage;     // a block of im2col columns on its way into a packed GEMM panel
+            conv_buffer<T> stage;     // a block of im2col columns on its way into a packed GEMM panel, or
+                                      // a zero-bordered band of a plane (direct passes)
+            conv_buffer<T> band;      // a band of output rows of a direct pass, before streaming out
             conv_buffer<T> padded;    // padded input planes (padding modes other than zeros)
             conv_buffer<T> padded_grad;
 

@@ -42,6 +42,31 @@ namespace xconv
 {
     namespace detail
     {
+        /// Asks for the n values at p to be brought into the cache (a hint; no effect on results).
+        template <class T>
+        inline void prefetch_span(const T* p, std::int64_t n) noexcept
+        {
+#if defined(__GNUC__) || defined(__clang__)
+            const char* b = reinterpret_cast<const char*>(p);
+            const auto bytes = static_cast<std::size_t>(n) * sizeof(T);
+            for (std::size_t o = 0; o < bytes; o += 64)
+            {
+                __builtin_prefetch(b + o, 0, 2);
+            }
+#else
+            (void)p;
+            (void)n;
+#endif
+        }
+
+        /// Whether a pass writing `bytes` of output in all should write it with non-temporal stores
+        /// (where it can): outputs much larger than the caches are not read back soon, and
+        /// streaming saves reading each line before it is overwritten.
+        inline bool stream_output(std::size_t bytes) noexcept
+        {
+            return bytes >= (std::size_t(8) << 20);
+        }
+
         /// Whether the direct passes beat a GEMM for a group of Cp plane and Cg grid channels.
         inline bool prefer_direct(std::int64_t Cp, std::int64_t Cg) noexcept
         {
@@ -386,6 +411,26 @@ namespace xconv
                     return _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(hi), _mm512_castps_si512(lo), J));
                 }
             }
+            /// dst[0 .. n) = src[0 .. n), src 64-byte aligned, with non-temporal stores for the
+            /// 64-byte aligned part of dst (then a store fence).
+            static void stream_copy(const float* src, float* dst, std::int64_t n) noexcept
+            {
+                std::int64_t head = static_cast<std::int64_t>((64 - reinterpret_cast<std::uintptr_t>(dst) % 64) % 64) / std::int64_t(sizeof(float));
+                head = std::min(head, n);
+                if (reinterpret_cast<std::uintptr_t>(dst) % sizeof(float) != 0)
+                {
+                    head = n;  // not even element-aligned: no streaming
+                }
+                std::copy(src, src + head, dst);
+                std::int64_t i = head;
+                for (; i + lanes <= n; i += lanes)
+                {
+                    _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
+                }
+                std::copy(src + i, src + n, dst + i);
+                _mm_sfence();
+            }
+
             static float sum(V v) noexcept
             {
                 alignas(64) float l[16];
@@ -424,6 +469,26 @@ namespace xconv
                     return _mm512_castsi512_pd(_mm512_alignr_epi64(_mm512_castpd_si512(hi), _mm512_castpd_si512(lo), J));
                 }
             }
+            /// dst[0 .. n) = src[0 .. n), src 64-byte aligned, with non-temporal stores for the
+            /// 64-byte aligned part of dst (then a store fence).
+            static void stream_copy(const double* src, double* dst, std::int64_t n) noexcept
+            {
+                std::int64_t head = static_cast<std::int64_t>((64 - reinterpret_cast<std::uintptr_t>(dst) % 64) % 64) / std::int64_t(sizeof(double));
+                head = std::min(head, n);
+                if (reinterpret_cast<std::uintptr_t>(dst) % sizeof(double) != 0)
+                {
+                    head = n;  // not even element-aligned: no streaming
+                }
+                std::copy(src, src + head, dst);
+                std::int64_t i = head;
+                for (; i + lanes <= n; i += lanes)
+                {
+                    _mm512_stream_pd(dst + i, _mm512_loadu_pd(src + i));
+                }
+                std::copy(src + i, src + n, dst + i);
+                _mm_sfence();
+            }
+
             static double sum(V v) noexcept
             {
                 alignas(64) double l[8];
@@ -542,10 +607,16 @@ namespace xconv
 
         /// acc[i*KW + j] += R grid rows x the staged rows they read through tap (i, j).
         template <class T, int KH, int KW, int R>
-        void direct_avx512_wgrad_rows(const T* q, std::int64_t ld, const T* grid, std::int64_t out_w, typename direct_avx512<T>::V* acc) noexcept
+        void direct_avx512_wgrad_rows(const T* q, std::int64_t ld, const T* grid, std::int64_t out_w, typename direct_avx512<T>::V* acc_out) noexcept
         {
             using A = direct_avx512<T>;
             using V = typename A::V;
+            // In registers for the whole block (through the pointer, every update would be stored).
+            V acc[KH * KW];
+            for (int t = 0; t < KH * KW; ++t)
+            {
+                acc[t] = acc_out[t];
+            }
             for (std::int64_t ox = 0; ox < out_w; ox += A::lanes)
             {
                 const auto m = A::mask(out_w - ox);
@@ -574,6 +645,10 @@ namespace xconv
                         }
                     }
                 }
+            }
+            for (int t = 0; t < KH * KW; ++t)
+            {
+                acc_out[t] = acc[t];
             }
         }
 
@@ -641,17 +716,17 @@ namespace xconv
         /// Partial sums of the generic weight-gradient kernel per tap.
         constexpr std::int64_t direct_wgrad_lanes = 8;
 
-        /// acc[t * 8 + l] += partial sums over the band of grid x staged pixels of tap t, any
+        /// acc[t * stride + l] += partial sums over the band of grid x staged pixels of tap t, any
         /// stride / dilation: eight interleaved partial sums per tap.
         template <class T>
-        void direct_wgrad_generic(const direct_geometry& g, const T* q, const T* grid, std::int64_t rows, T* acc) noexcept
+        void direct_wgrad_generic(const direct_geometry& g, const T* q, const T* grid, std::int64_t rows, T* acc, std::int64_t stride) noexcept
         {
             constexpr std::int64_t lanes = direct_wgrad_lanes;
             for (std::int64_t i = 0; i < g.kh; ++i)
             {
                 for (std::int64_t j = 0; j < g.kw; ++j)
                 {
-                    T* a = acc + (i * g.kw + j) * lanes;
+                    T* a = acc + (i * g.kw + j) * stride;
                     for (std::int64_t oy = 0; oy < rows; ++oy)
                     {
                         const T* gr = grid + oy * g.out_w;
@@ -682,10 +757,17 @@ namespace xconv
         /// start being out's values (init null) or *init, band by band of output rows through the
         /// calling thread's staging buffer.
         template <class T>
-        void direct_correlate(const direct_geometry& g, const T* src, const T* wt, const T* init, T* out, std::size_t budget)
+        void direct_correlate(const direct_geometry& g,
+                              const T* src,
+                              const T* wt,
+                              const T* init,
+                              T* out,
+                              std::size_t budget,
+                              bool stream = false)
         {
             const std::int64_t band = direct_band<T>(g, budget);
-            T* q = conv_workspace<T>::local().stage.get(static_cast<std::size_t>(g.rows_for(0, band) * g.ld));
+            conv_workspace<T>& ws = conv_workspace<T>::local();
+            T* q = ws.stage.get(static_cast<std::size_t>(g.rows_for(0, band) * g.ld));
             for (std::int64_t oy0 = 0; oy0 < g.out_h; oy0 += band)
             {
                 const std::int64_t oy1 = std::min(g.out_h, oy0 + band);
@@ -693,14 +775,24 @@ namespace xconv
                 T* o = out + oy0 * g.out_w;
                 const std::int64_t rows = oy1 - oy0;
 #if defined(XCONV_DIRECT_AVX512)
-                if (g.fast() && g.kh == 3 && g.kw == 3)
+                if (g.fast() && ((g.kh == 3 && g.kw == 3) || (g.kh == 5 && g.kw == 5)))
                 {
-                    direct_avx512_plane<T, 3, 3>(q, g.ld, wt, init, o, rows, g.out_w);
-                    continue;
-                }
-                if (g.fast() && g.kh == 5 && g.kw == 5)
-                {
-                    direct_avx512_plane<T, 5, 5>(q, g.ld, wt, init, o, rows, g.out_w);
+                    // With `stream`, the band is computed in cache and written out with
+                    // non-temporal stores: the output is not read first (no read-for-ownership).
+                    const bool staged_out = stream && init != nullptr;
+                    T* dst = staged_out ? ws.band.get(static_cast<std::size_t>(rows * g.out_w)) : o;
+                    if (g.kh == 3)
+                    {
+                        direct_avx512_plane<T, 3, 3>(q, g.ld, wt, init, dst, rows, g.out_w);
+                    }
+                    else
+                    {
+                        direct_avx512_plane<T, 5, 5>(q, g.ld, wt, init, dst, rows, g.out_w);
+                    }
+                    if (staged_out)
+                    {
+                        direct_avx512<T>::stream_copy(dst, o, rows * g.out_w);
+                    }
                     continue;
                 }
 #endif
@@ -723,38 +815,90 @@ namespace xconv
             }
         }
 
-        /// wgrad (kh*kw values) += sum over blocks of grid x the plane pixels each tap reads. The
-        /// partial sums run on across the bands and are reduced once at the end, so the result
-        /// does not depend on the band size.
-        template <class T>
-        void direct_weight_grad(const direct_geometry& g, const T* src, const T* grid, T* wgrad, std::size_t budget)
+        /// Partial sums a weight-gradient kernel keeps per tap (room for the widest vector).
+        constexpr std::int64_t direct_wgrad_slots = 16;
+
+        /// Which weight-gradient kernel a geometry runs.
+        enum class direct_wgrad_kind
         {
-            const std::int64_t taps = g.kh * g.kw;
-            const bool fixed3 = g.fast() && g.kh == 3 && g.kw == 3;
-            const bool fixed5 = g.fast() && g.kh == 5 && g.kw == 5;
+            fixed3,
+            fixed5,
+            generic
+        };
+
+        inline direct_wgrad_kind wgrad_kind(const direct_geometry& g) noexcept
+        {
+            if (g.fast() && g.kh == 3 && g.kw == 3)
+            {
+                return direct_wgrad_kind::fixed3;
+            }
+            if (g.fast() && g.kh == 5 && g.kw == 5)
+            {
+                return direct_wgrad_kind::fixed5;
+            }
+            return direct_wgrad_kind::generic;
+        }
+
+        /// Partial sums of one weight-gradient kernel per tap, in use.
+        template <class T>
+        std::int64_t wgrad_lanes(direct_wgrad_kind kind) noexcept
+        {
+            if (kind == direct_wgrad_kind::generic)
+            {
+                return direct_wgrad_lanes;
+            }
+#if defined(XCONV_DIRECT_AVX512)
+            return direct_avx512<T>::lanes;
+#else
+            return static_cast<std::int64_t>(direct_vec<T>::lanes);
+#endif
+        }
+
+        /// partial [taps x direct_wgrad_slots] += the partial sums of grid x the plane pixels each
+        /// tap reads: the accumulation of one plane's weight gradient, to be continued over the
+        /// batch and reduced once by direct_weight_grad_finish (so neither the band size nor the
+        /// way the batch is walked changes the result).
+        template <class T>
+        void direct_weight_grad(const direct_geometry& g, const T* src, const T* grid, T* partial, std::size_t budget)
+        {
+            const direct_wgrad_kind kind = wgrad_kind(g);
             const std::int64_t band = direct_band<T>(g, budget);
             T* q = conv_workspace<T>::local().stage.get(static_cast<std::size_t>(g.rows_for(0, band) * g.ld));
+            constexpr std::int64_t S = direct_wgrad_slots;
 #if defined(XCONV_DIRECT_AVX512)
             using A = direct_avx512<T>;
             typename A::V acc[25];
-            for (auto& a : acc)
-            {
-                a = A::zero();
-            }
+            const auto load = [&](std::int64_t taps) {
+                for (std::int64_t t = 0; t < taps; ++t)
+                {
+                    acc[t] = A::load(partial + t * S);
+                }
+            };
+            const auto store = [&](std::int64_t taps) {
+                for (std::int64_t t = 0; t < taps; ++t)
+                {
+                    A::store(partial + t * S, A::mask(A::lanes), acc[t]);
+                }
+            };
 #else
             using vec = direct_vec<T>;
             typename vec::type acc[25];
-            for (auto& a : acc)
-            {
-                a = vec::zero();
-            }
+            const auto load = [&](std::int64_t taps) {
+                for (std::int64_t t = 0; t < taps; ++t)
+                {
+                    acc[t] = vec::load(partial + t * S);
+                }
+            };
+            const auto store = [&](std::int64_t taps) {
+                for (std::int64_t t = 0; t < taps; ++t)
+                {
+                    vec::store(partial + t * S, acc[t]);
+                }
+            };
 #endif
-            T* gacc = nullptr;
-            if (!fixed3 && !fixed5)
+            if (kind != direct_wgrad_kind::generic)
             {
-                const auto n = static_cast<std::size_t>(taps * direct_wgrad_lanes);
-                gacc = conv_workspace<T>::local().tile.get(n);
-                std::fill(gacc, gacc + n, T(0));
+                load(g.kh * g.kw);
             }
             for (std::int64_t oy0 = 0; oy0 < g.out_h; oy0 += band)
             {
@@ -762,52 +906,45 @@ namespace xconv
                 stage_rows(src, g.src_h, g.src_w, g.top, g.left, oy0 * g.sh, g.rows_for(oy0, oy1), g.q_cols, g.ld, q);
                 const T* gr = grid + oy0 * g.out_w;
                 const std::int64_t rows = oy1 - oy0;
+                switch (kind)
+                {
 #if defined(XCONV_DIRECT_AVX512)
-                if (fixed3)
-                {
-                    direct_avx512_wgrad<T, 3, 3>(q, g.ld, gr, rows, g.out_w, acc);
-                }
-                else if (fixed5)
-                {
-                    direct_avx512_wgrad<T, 5, 5>(q, g.ld, gr, rows, g.out_w, acc);
-                }
+                    case direct_wgrad_kind::fixed3:
+                        direct_avx512_wgrad<T, 3, 3>(q, g.ld, gr, rows, g.out_w, acc);
+                        break;
+                    case direct_wgrad_kind::fixed5:
+                        direct_avx512_wgrad<T, 5, 5>(q, g.ld, gr, rows, g.out_w, acc);
+                        break;
 #else
-                if (fixed3)
-                {
-                    direct_wgrad_fixed<T, 3, 3>(q, g.ld, gr, rows, g.out_w, acc);
-                }
-                else if (fixed5)
-                {
-                    direct_wgrad_fixed<T, 5, 5>(q, g.ld, gr, rows, g.out_w, acc);
-                }
+                    case direct_wgrad_kind::fixed3:
+                        direct_wgrad_fixed<T, 3, 3>(q, g.ld, gr, rows, g.out_w, acc);
+                        break;
+                    case direct_wgrad_kind::fixed5:
+                        direct_wgrad_fixed<T, 5, 5>(q, g.ld, gr, rows, g.out_w, acc);
+                        break;
 #endif
-                else
-                {
-                    direct_wgrad_generic(g, q, gr, rows, gacc);
+                    case direct_wgrad_kind::generic:
+                        direct_wgrad_generic(g, q, gr, rows, partial, S);
+                        break;
                 }
             }
-            for (std::int64_t t = 0; t < taps; ++t)
+            if (kind != direct_wgrad_kind::generic)
+            {
+                store(g.kh * g.kw);
+            }
+        }
+
+        /// wgrad[t] += the partial sums of tap t, added in lane order.
+        template <class T>
+        void direct_weight_grad_finish(const direct_geometry& g, const T* partial, T* wgrad) noexcept
+        {
+            const std::int64_t lanes = wgrad_lanes<T>(wgrad_kind(g));
+            for (std::int64_t t = 0; t < g.kh * g.kw; ++t)
             {
                 T s = T(0);
-                if (gacc != nullptr)
+                for (std::int64_t l = 0; l < lanes; ++l)
                 {
-                    for (std::int64_t l = 0; l < direct_wgrad_lanes; ++l)
-                    {
-                        s += gacc[t * direct_wgrad_lanes + l];
-                    }
-                }
-                else
-                {
-#if defined(XCONV_DIRECT_AVX512)
-                    s = A::sum(acc[t]);
-#else
-                    alignas(64) T lanes[vec::lanes];
-                    vec::store(lanes, acc[t]);
-                    for (std::size_t l = 0; l < vec::lanes; ++l)
-                    {
-                        s += lanes[l];
-                    }
-#endif
+                    s += partial[t * direct_wgrad_slots + l];
                 }
                 wgrad[t] += s;
             }
@@ -832,7 +969,8 @@ namespace xconv
                             const T* plane,
                             T* grid,
                             const T* bias,
-                            std::size_t budget)
+                            std::size_t budget,
+                            bool stream = false)
         {
             const std::int64_t L = w.blocks(), P = w.plane(), taps = w.taps();
             const direct_geometry g = forward_geometry<T>(w);
@@ -844,7 +982,7 @@ namespace xconv
                 for (std::int64_t cp = 0; cp < Cp; ++cp)
                 {
                     direct_correlate(g, plane + cp * P, W + (cg * Cp + cp) * taps, cp == 0 ? init : nullptr, grid + cg * L,
-                                     budget);
+                                     budget, stream && Cp == 1);
                 }
             }
         }
@@ -890,7 +1028,8 @@ namespace xconv
                                   const T* grid,
                                   T* plane,
                                   const T* bias,
-                                  std::size_t budget)
+                                  std::size_t budget,
+                                  bool stream = false)
         {
             const std::int64_t L = w.blocks(), P = w.plane(), taps = w.taps();
             constexpr std::int64_t max_flipped = 64;
@@ -911,7 +1050,7 @@ namespace xconv
                         const T* wt = W + (cg * Cp + cp) * taps;
                         std::reverse_copy(wt, wt + taps, flipped);
                         const T* init = cg == 0 ? (bias != nullptr ? bias + cp : &zero) : nullptr;
-                        direct_correlate(g, grid + cg * L, flipped, init, plane + cp * P, budget);
+                        direct_correlate(g, grid + cg * L, flipped, init, plane + cp * P, budget, stream && Cg == 1);
                     }
                 }
                 return;
@@ -929,14 +1068,21 @@ namespace xconv
             }
         }
 
-        /// Wgrad [Cg, Cp*taps] += grid [Cg, L] x cols(plane)^T, one dot product per weight.
+        /// Elements of the partial sums of one group's weight gradient (Cg x Cp kernels).
+        inline std::int64_t direct_wgrad_partial_size(const window2d& w, std::int64_t Cp, std::int64_t Cg) noexcept
+        {
+            return Cg * Cp * w.taps() * direct_wgrad_slots;
+        }
+
+        /// partial += the weight gradient of one sample of a group: grid [Cg, L] x cols(plane)^T,
+        /// as partial sums (direct_wgrad_partial_size elements, zero before the first sample).
         template <class T>
         void direct_backward_weight(const window2d& w,
                                     std::int64_t Cp,
                                     std::int64_t Cg,
                                     const T* grid,
                                     const T* plane,
-                                    T* Wgrad,
+                                    T* partial,
                                     std::size_t budget)
         {
             const std::int64_t L = w.blocks(), P = w.plane(), taps = w.taps();
@@ -945,8 +1091,21 @@ namespace xconv
             {
                 for (std::int64_t cp = 0; cp < Cp; ++cp)
                 {
-                    direct_weight_grad(g, plane + cp * P, grid + cg * L, Wgrad + (cg * Cp + cp) * taps, budget);
+                    direct_weight_grad(g, plane + cp * P, grid + cg * L, partial + (cg * Cp + cp) * taps * direct_wgrad_slots,
+                                       budget);
                 }
+            }
+        }
+
+        /// Wgrad [Cg, Cp*taps] += the partial sums accumulated over the batch.
+        template <class T>
+        void direct_backward_weight_finish(const window2d& w, std::int64_t Cp, std::int64_t Cg, const T* partial, T* Wgrad) noexcept
+        {
+            const direct_geometry g = forward_geometry<T>(w);
+            const std::int64_t taps = w.taps();
+            for (std::int64_t k = 0; k < Cg * Cp; ++k)
+            {
+                direct_weight_grad_finish(g, partial + k * taps * direct_wgrad_slots, Wgrad + k * taps);
             }
         }
     }  // namespace detail
