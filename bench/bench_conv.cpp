@@ -1,16 +1,22 @@
 // Times xconv's functional convolutions on the shape suite (bench/suite.txt).
 //
 //   bench_conv <suite.txt> [--dtype float|double] [--pass forward|forward_backward]
-//              [--reps N] [--only NAME]
+//              [--reps N] [--only NAME] [--scratch BYTES] [--memory 1]
 //
 // Prints one line per shape: name, pass, dtype, threads, median seconds, GFLOP/s (forward FLOPs;
 // a forward+backward pass is counted as three times the forward work). Threads: OMP_NUM_THREADS
-// when built with XCONV_USE_OPENMP, else 1.
+// when built with XCONV_USE_OPENMP, else 1. --scratch sets xconv::set_scratch_limit.
+//
+// --memory 1: no timing; each shape runs one forward and one backward pass (all three gradients)
+// and the line gives the bytes of every tensor the program then holds (input, weight, bias,
+// output, output gradient, the three gradients) and the scratch limit, to compare with the peak
+// resident memory that `/usr/bin/time -v` reports.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <initializer_list>
 #include <iostream>
 #include <random>
 #include <sstream>
@@ -87,6 +93,21 @@ namespace
         return times[times.size() / 2];
     }
 
+    /// Prints the bytes of the tensors a --memory run holds (element counts in `sizes`).
+    template <class T>
+    void report_memory(const shape_row& r, std::initializer_list<std::size_t> sizes)
+    {
+        std::size_t elements = 0;
+        for (const std::size_t n : sizes)
+        {
+            elements += n;
+        }
+        std::printf("%-16s memory tensors %.1f MiB (input, weight, bias, output, output gradient, three gradients), "
+                    "scratch limit %.1f MiB\n",
+                    r.name.c_str(), double(elements * sizeof(T)) / (1 << 20), double(xconv::scratch_limit()) / (1 << 20));
+        std::fflush(stdout);
+    }
+
     template <class T>
     void run(const shape_row& r, bool backward, int reps, int threads, const char* dtype)
     {
@@ -107,6 +128,13 @@ namespace
             auto y = xconv::conv2d(x, w, b, o);
             flops = 2.0 * double(y.size()) * double(r.c_in / g * r.kh * r.kw);
             xt::xtensor<T, 4> gy = random_tensor<T, 4>({y.shape()[0], y.shape()[1], y.shape()[2], y.shape()[3]}, gen);
+            if (reps == 0)
+            {
+                auto grads = xconv::conv2d_backward(gy, x, w, o);
+                report_memory<T>(r, {x.size(), w.size(), b.size(), y.size(), gy.size(), grads.grad_input.size(),
+                                     grads.grad_weight.size(), grads.grad_bias.size()});
+                return;
+            }
             seconds = median_seconds(
                 [&] {
                     auto out = xconv::conv2d(x, w, b, o);
@@ -129,6 +157,13 @@ namespace
             auto y = xconv::conv_transpose2d(x, w, b, o);
             flops = 2.0 * double(x.size()) * double(r.c_out / g * r.kh * r.kw);
             xt::xtensor<T, 4> gy = random_tensor<T, 4>({y.shape()[0], y.shape()[1], y.shape()[2], y.shape()[3]}, gen);
+            if (reps == 0)
+            {
+                auto grads = xconv::conv_transpose2d_backward(gy, x, w, o);
+                report_memory<T>(r, {x.size(), w.size(), b.size(), y.size(), gy.size(), grads.grad_input.size(),
+                                     grads.grad_weight.size(), grads.grad_bias.size()});
+                return;
+            }
             seconds = median_seconds(
                 [&] {
                     auto out = xconv::conv_transpose2d(x, w, b, o);
@@ -151,11 +186,12 @@ int main(int argc, char** argv)
     if (argc < 2)
     {
         std::cerr << "usage: bench_conv <suite.txt> [--dtype float|double] [--pass forward|forward_backward] "
-                     "[--reps N] [--only NAME]\n";
+                     "[--reps N] [--only NAME] [--scratch BYTES] [--memory 1]\n";
         return 2;
     }
     std::string dtype = "float", pass = "forward", only;
     int reps = 5;
+    bool memory = false;
     for (int i = 2; i + 1 < argc; i += 2)
     {
         const std::string k = argv[i], v = argv[i + 1];
@@ -163,6 +199,8 @@ int main(int argc, char** argv)
         else if (k == "--pass") pass = v;
         else if (k == "--reps") reps = std::atoi(v.c_str());
         else if (k == "--only") only = v;
+        else if (k == "--scratch") xconv::set_scratch_limit(std::strtoull(v.c_str(), nullptr, 10));
+        else if (k == "--memory") memory = std::atoi(v.c_str()) != 0;
         else
         {
             std::cerr << "unknown option " << k << "\n";
@@ -192,11 +230,11 @@ int main(int argc, char** argv)
         }
         if (dtype == "double")
         {
-            run<double>(r, backward, reps, threads, "double");
+            run<double>(r, backward, memory ? 0 : std::max(reps, 1), threads, "double");
         }
         else
         {
-            run<float>(r, backward, reps, threads, "float");
+            run<float>(r, backward, memory ? 0 : std::max(reps, 1), threads, "float");
         }
     }
     return 0;

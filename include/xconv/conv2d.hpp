@@ -229,7 +229,7 @@ namespace xconv
             {
                 // dW_g [Cout_g, K] += dy_g [Cout_g, L] x cols(x_g)^T [L, K], over the batch in order
                 accumulate_weight_grad<T>(
-                    p.batch, p.groups, K,
+                    p.batch, p.groups, Cout_g, K,
                     [&](std::int64_t n, std::int64_t g) {
                         return conv2d_group_input(p, x, n, g, conv_workspace<T>::local().padded);
                     },

@@ -128,7 +128,7 @@ namespace xconv
             {
                 // dW_g [Cin_g, K] += x_g [Cin_g, L] x cols(dy_g)^T [L, K], over the batch in order
                 accumulate_weight_grad<T>(
-                    p.batch, p.groups, K,
+                    p.batch, p.groups, Cin_g, K,
                     [&](std::int64_t n, std::int64_t g) { return grad_out + (n * p.out_channels + g * Cout_g) * out_plane; },
                     [&](std::int64_t g, std::int64_t n, const T* gy_g, std::int64_t k_begin, std::int64_t k_end,
                         std::size_t budget) {

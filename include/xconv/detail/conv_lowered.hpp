@@ -33,6 +33,7 @@
 #define XCONV_DETAIL_CONV_LOWERED_HPP
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -69,6 +70,11 @@ namespace xconv
         {
             return std::min<std::size_t>(gemm_traits<T>::kc, static_cast<std::size_t>(K));
         }
+
+        /// Bytes of a scratch tile that is written and read back at once (GEMM output before
+        /// col2im, im2col columns before the GEMM): small enough to stay in a 1 MiB L2 cache next
+        /// to the GEMM's packed blocks.
+        constexpr std::size_t cache_tile_bytes = std::size_t(384) << 10;
 
         /// Tile of output positions: as many as `budget` bytes allow at `per_position` bytes each
         /// on top of `fixed`, whole register panels, at least one panel, the L positions split
@@ -155,7 +161,7 @@ namespace xconv
                 const auto run = [&](const auto& pack_b) {
                     if (bias != nullptr)
                     {
-                        gemm_driver<T>(uCg, n, uK, pack_w, pack_b, c, false, gemm_row_bias_epilogue<T>{bias});
+                        gemm_driver<T>(uCg, n, uK, pack_w, pack_b, c, false, conv_bias_epilogue<T>{bias});
                     }
                     else
                     {
@@ -198,10 +204,10 @@ namespace xconv
             const std::int64_t L = win.blocks();
             const std::int64_t P = win.plane();
             const auto uK = static_cast<std::size_t>(K), uCg = static_cast<std::size_t>(Cg);
-            const strided_a_packer<T> pack_wt{transposed(W, K)};
             if (is_identity(win))
             {
                 // [Cp, Cg] x [Cg, n] -> [Cp, n], written straight into the plane
+                const strided_a_packer<T> pack_wt{transposed(W, K)};
                 const std::size_t kc = gemm_depth_block<T>(Cg);
                 const std::int64_t Lt = position_tile<T>(L, kc * sizeof(T), gemm_a_block_bytes<T>(), budget);
                 for (std::int64_t l0 = 0; l0 < L; l0 += Lt)
@@ -211,7 +217,7 @@ namespace xconv
                     if (bias != nullptr)
                     {
                         gemm_driver<T>(uK, n, uCg, pack_wt, pack_g, row_major(plane + l0, L), false,
-                                       gemm_row_bias_epilogue<T>{bias});
+                                       conv_bias_epilogue<T>{bias});
                     }
                     else
                     {
@@ -224,32 +230,56 @@ namespace xconv
             conv_parallel_for(Cp, parallel, [&](std::int64_t c) {
                 std::fill(plane + c * P, plane + (c + 1) * P, bias != nullptr ? bias[c] : T(0));
             });
+            // Tiles of Cb whole channels (Cb*taps rows) x Lt positions, small enough to stay in
+            // cache between the GEMM that writes them and the col2im that reads them, and about
+            // square when both are large: the GEMM packs its A block (the rows of W^T) and its B
+            // block (the positions of the grid) again for every tile.
+            const std::int64_t taps_n = win.taps();
             const bool transposed_tile = narrow_output<T>(L, K);
-            const std::size_t kc = gemm_depth_block<T>(Cg);
-            const std::size_t per_position = (uK + (transposed_tile ? 0 : kc)) * sizeof(T);
-            const std::size_t fixed = gemm_a_block_bytes<T>() + (transposed_tile ? kc * uK * sizeof(T) : 0);
-            const std::int64_t Lt = position_tile<T>(L, per_position, fixed, budget);
-            T* tile = conv_workspace<T>::local().tile.get(uK * static_cast<std::size_t>(Lt));
-            conv_segment* segs = conv_segments(conv_segment_slot::pass, static_cast<std::size_t>(max_segments(Lt, win.blocks_w)));
-            for (std::int64_t l0 = 0; l0 < L; l0 += Lt)
+            const auto NR = static_cast<std::int64_t>(gemm_traits<T>::nr);
+            const auto tile_elems = static_cast<std::int64_t>(
+                std::max(std::min(budget / 2, cache_tile_bytes) / sizeof(T), static_cast<std::size_t>(taps_n * NR)));
+            std::int64_t Lt = L;
+            if (!transposed_tile)
             {
-                const std::int64_t n = std::min(Lt, L - l0);
-                const auto un = static_cast<std::size_t>(n);
-                if (transposed_tile)
+                const auto side = static_cast<std::int64_t>(std::sqrt(static_cast<double>(tile_elems)));
+                Lt = K * std::min(L, side) <= tile_elems ? tile_elems / K : side;
+                Lt = std::max(NR, Lt / NR * NR);
+                if (Lt < L)
                 {
-                    // tile^T [n, K] = grid^T [n, Cg] x W [Cg, K]
-                    gemm_driver<T>(un, uK, uCg, strided_a_packer<T>{transposed(grid + l0, L)},
-                                   strided_b_packer<T>{row_major(W, K)}, row_major(tile, K), false);
+                    const std::int64_t tiles = (L + Lt - 1) / Lt;
+                    Lt = std::min(L, ((L + tiles - 1) / tiles + NR - 1) / NR * NR);
                 }
-                else
+                Lt = std::min(Lt, L);
+            }
+            const std::int64_t Cb = std::clamp<std::int64_t>(tile_elems / (Lt * taps_n), 1, Cp);
+            T* tile = conv_workspace<T>::local().tile.get(static_cast<std::size_t>(Cb * taps_n * Lt));
+            conv_segment* segs = conv_segments(conv_segment_slot::pass, static_cast<std::size_t>(max_segments(Lt, win.blocks_w)));
+            for (std::int64_t c0 = 0; c0 < Cp; c0 += Cb)
+            {
+                const std::int64_t c1 = std::min(Cp, c0 + Cb);
+                const std::int64_t k0 = c0 * taps_n, kn = (c1 - c0) * taps_n;
+                const auto ukn = static_cast<std::size_t>(kn);
+                for (std::int64_t l0 = 0; l0 < L; l0 += Lt)
                 {
-                    // tile [K, n] = W^T [K, Cg] x grid [Cg, n]
-                    gemm_driver<T>(uK, un, uCg, pack_wt, strided_b_packer<T>{row_major(grid + l0, L)}, row_major(tile, n),
-                                   false);
+                    const std::int64_t n = std::min(Lt, L - l0);
+                    const auto un = static_cast<std::size_t>(n);
+                    if (transposed_tile)
+                    {
+                        // tile^T [n, kn] = grid^T [n, Cg] x W [Cg, k0 : k0 + kn]
+                        gemm_driver<T>(un, ukn, uCg, strided_a_packer<T>{transposed(grid + l0, L)},
+                                       strided_b_packer<T>{row_major(W + k0, K)}, row_major(tile, kn), false);
+                    }
+                    else
+                    {
+                        // tile [kn, n] = W^T [k0 : k0 + kn, Cg] x grid [Cg, n]
+                        gemm_driver<T>(ukn, un, uCg, strided_a_packer<T>{transposed(W + k0, K)},
+                                       strided_b_packer<T>{row_major(grid + l0, L)}, row_major(tile, n), false);
+                    }
+                    const std::size_t n_segs = split_positions(win, l0, l0 + n, segs);
+                    col2im_tile(tile, transposed_tile ? 1 : n, transposed_tile ? kn : 1, win, taps, c0, c1, segs, n_segs,
+                                plane, parallel);
                 }
-                const std::size_t n_segs = split_positions(win, l0, l0 + n, segs);
-                col2im_tile(tile, transposed_tile ? 1 : n, transposed_tile ? K : 1, win, taps, 0, Cp, segs, n_segs, plane,
-                            parallel);
             }
         }
 
@@ -283,7 +313,7 @@ namespace xconv
                                strided_b_packer<T>{transposed(plane + k_begin * L, L)}, c, true);
                 return;
             }
-            const std::int64_t Lt = position_tile<T>(L, ukn * sizeof(T), fixed, budget);
+            const std::int64_t Lt = position_tile<T>(L, ukn * sizeof(T), fixed, std::min(budget, fixed + cache_tile_bytes));
             T* cols = conv_workspace<T>::local().tile.get(ukn * static_cast<std::size_t>(Lt));
             conv_segment* segs = conv_segments(conv_segment_slot::pass, static_cast<std::size_t>(max_segments(Lt, win.blocks_w)));
             for (std::int64_t l0 = 0; l0 < L; l0 += Lt)
@@ -324,42 +354,42 @@ namespace xconv
         /// Accumulates a weight gradient over the batch. For every group g and sample n, in
         /// increasing n, src(n, g) returns the sample's plane (it may stage it in the calling
         /// thread's buffers) and acc(g, n, plane, k_begin, k_end, budget) adds the sample's
-        /// contribution to the columns [k_begin, k_end) of the group's [Cg, K] gradient. The
-        /// threads share the work by groups when there are enough, else by column ranges; either
-        /// way every element is accumulated by one thread, over n in order.
+        /// contribution to the columns [k_begin, k_end) of the group's [rows, K] gradient. The
+        /// threads share the work by groups when there are enough, else by column ranges; each
+        /// thread walks its columns in blocks that stay in cache while the whole batch streams
+        /// past. Either way every element is accumulated by one thread, over n in order.
         template <class T, class Src, class Acc>
-        void accumulate_weight_grad(std::int64_t N, std::int64_t G, std::int64_t K, Src&& src, Acc&& acc)
+        void accumulate_weight_grad(std::int64_t N, std::int64_t G, std::int64_t rows, std::int64_t K, Src&& src, Acc&& acc)
         {
             const std::int64_t threads = conv_threads();
+            const auto lanes = static_cast<std::int64_t>(gemm_traits<T>::lanes);
+            const std::int64_t cache_width =
+                std::max(lanes, static_cast<std::int64_t>(cache_tile_bytes / sizeof(T)) / std::max<std::int64_t>(rows, 1) / lanes * lanes);
+            const auto columns = [&](std::int64_t g, std::int64_t k_begin, std::int64_t k_end, std::size_t budget) {
+                for (std::int64_t kb = k_begin; kb < k_end; kb += cache_width)
+                {
+                    const std::int64_t ke = std::min(k_end, kb + cache_width);
+                    for (std::int64_t n = 0; n < N; ++n)
+                    {
+                        acc(g, n, src(n, g), kb, ke, budget);
+                    }
+                }
+            };
             if (conv_split_tasks(G, threads))
             {
                 const std::size_t budget = scratch_per_thread(static_cast<std::size_t>(threads));
-                conv_parallel_for(G, true, [&](std::int64_t g) {
-                    for (std::int64_t n = 0; n < N; ++n)
-                    {
-                        acc(g, n, src(n, g), std::int64_t(0), K, budget);
-                    }
-                });
+                conv_parallel_for(G, true, [&](std::int64_t g) { columns(g, 0, K, budget); });
                 return;
             }
-            const auto lanes = static_cast<std::int64_t>(gemm_traits<T>::lanes);
             const std::int64_t chunks = std::max<std::int64_t>(1, std::min(threads, (K + lanes - 1) / lanes));
             const std::int64_t width = ((K + chunks - 1) / chunks + lanes - 1) / lanes * lanes;
             const std::size_t budget = chunks > 1 ? scratch_per_thread(static_cast<std::size_t>(chunks)) : shared_budget<T>(threads);
             for (std::int64_t g = 0; g < G; ++g)
             {
-                for (std::int64_t n = 0; n < N; ++n)
-                {
-                    const T* plane = src(n, g);
-                    conv_parallel_for(chunks, chunks > 1, [&](std::int64_t c) {
-                        const std::int64_t k_begin = std::min(K, c * width);
-                        const std::int64_t k_end = std::min(K, k_begin + width);
-                        if (k_end > k_begin)
-                        {
-                            acc(g, n, plane, k_begin, k_end, budget);
-                        }
-                    });
-                }
+                conv_parallel_for(chunks, chunks > 1, [&](std::int64_t c) {
+                    const std::int64_t k_begin = std::min(K, c * width);
+                    columns(g, k_begin, std::min(K, k_begin + width), budget);
+                });
             }
         }
 

@@ -301,10 +301,10 @@ namespace xconv
             }
         }
 
-        /// col2im on the positions of the runs segs (from split_positions): adds element (k, t) of
-        /// the tile, at tile[k * ks + t * ls] for the t-th position of the runs, onto the pixel of
-        /// plane c = k / taps it was read from, for the channels [c_begin, c_end), in parallel
-        /// over them when `parallel` is set.
+        /// col2im on the positions of the runs segs (from split_positions) and the channels
+        /// [c_begin, c_end): adds element (k, t) of the tile, at tile[k * ks + t * ls] for row
+        /// k = (c - c_begin)*kh*kw + i*kw + j and the t-th position of the runs, onto the pixel of
+        /// plane c it was read from, in parallel over the channels when `parallel` is set.
         ///
         /// The taps of a channel are visited last to first, so that every pixel receives its
         /// contributions in increasing order of position l: the sum is the same whatever the
@@ -333,7 +333,7 @@ namespace xconv
                     {
                         const auto js = static_cast<std::size_t>(j);
                         const std::int64_t x_off = taps.x_off[js], x_lo = taps.x_lo[js], x_hi = taps.x_hi[js];
-                        const T* src = tile + ((c * kh + i) * kw + j) * ks;
+                        const T* src = tile + (((c - c_begin) * kh + i) * kw + j) * ks;
                         for (std::size_t s = 0; s < n_segs; ++s)
                         {
                             const conv_segment& sg = segs[s];
@@ -370,6 +370,37 @@ namespace xconv
                 }
             });
         }
+
+        /// Epilogue adding bias[i] to row i of C, a row of contiguous elements at a time when C has
+        /// unit column stride (so that the addition vectorises).
+        template <class T>
+        struct conv_bias_epilogue
+        {
+            const T* bias;
+
+            void operator()(std::size_t i0, std::size_t, std::size_t m, std::size_t n, matrix_view<T> c) const noexcept
+            {
+                for (std::size_t r = 0; r < m; ++r)
+                {
+                    const T b = bias[i0 + r];
+                    T* row = c.data + static_cast<std::ptrdiff_t>(r) * c.rs;
+                    if (c.cs == 1)
+                    {
+                        for (std::size_t j = 0; j < n; ++j)
+                        {
+                            row[j] += b;
+                        }
+                    }
+                    else
+                    {
+                        for (std::size_t j = 0; j < n; ++j)
+                        {
+                            row[static_cast<std::ptrdiff_t>(j) * c.cs] += b;
+                        }
+                    }
+                }
+            }
+        };
 
         /// Epilogue of a forward GEMM computed transposed, C^T [positions, channels] in a scratch
         /// tile: stores each finished tile into the row-major output grid [channels, L] at
