@@ -8,8 +8,11 @@
 Every combination of the listed thread counts, element types and passes gives one table.
 ratio = torch_time / xconv_time (> 1 means xconv is faster); the geometric mean is over the shapes.
 
-Both sides use the same number of threads: torch.set_num_threads(n), and OMP_NUM_THREADS=n for
-bench_conv (which must be built with XCONV_USE_OPENMP for n > 1). The measurements are
+Both sides use the same number of threads: OMP_NUM_THREADS=n (the script runs one child process
+per thread count, with the variable set before PyTorch starts: some of PyTorch's kernels size
+their thread pool from it and ignore torch.set_num_threads) and torch.set_num_threads(n) for
+PyTorch, OMP_NUM_THREADS=n for bench_conv (built with XCONV_USE_OPENMP for n > 1). Each table
+reports the largest CPU time / wall time ratio PyTorch's process showed while timed, as a check. The measurements are
 interleaved so that a change in the machine's load hits both alike: in each of --rounds rounds,
 every shape is timed with PyTorch (median of --reps calls after a warm-up) and then with xconv
 (bench_conv --only, same), and each side's figure is the median over the rounds. The load
@@ -96,12 +99,15 @@ class TorchCase:
                 self.op(self.x, self.w, self.b)
 
     def time(self, reps):
+        """Median wall time of `reps` calls; also records the process's CPU time / wall time."""
         self.once()
         times = []
+        c0, w0 = time.process_time(), time.perf_counter()
         for _ in range(reps):
             t0 = time.perf_counter()
             self.once()
             times.append(time.perf_counter() - t0)
+        self.cpu_per_wall = (time.process_time() - c0) / max(time.perf_counter() - w0, 1e-12)
         return statistics.median(times)
 
 
@@ -134,10 +140,12 @@ def run_table(args, suite, dtype, passname, threads):
     t_torch = {r["name"]: [] for r in suite}
     t_xconv = {r["name"]: [] for r in suite}
     load_before = loadavg()
+    cpu_per_wall = 0.0
     for _ in range(args.rounds):
         for r in suite:
             name = r["name"]
             t_torch[name].append(cases[name].time(args.reps))
+            cpu_per_wall = max(cpu_per_wall, cases[name].cpu_per_wall)
             t_xconv[name].append(xconv_time(args.bench, args.suite, name, dtype, passname, args.reps, threads))
     load_after = loadavg()
     mult = 3.0 if passname == "forward_backward" else 1.0
@@ -152,7 +160,7 @@ def run_table(args, suite, dtype, passname, threads):
                          xconv_ms=xt * 1e3, torch_gflops=work / tt * 1e-9, xconv_gflops=work / xt * 1e-9,
                          ceiling_gflops=ceiling, ratio=tt / xt))
     geo = math.exp(sum(math.log(x["ratio"]) for x in rows) / len(rows))
-    return rows, geo, load_before, load_after
+    return rows, geo, load_before, load_after, cpu_per_wall
 
 
 def markdown(rows, geo, title):
@@ -184,13 +192,6 @@ def main():
     args = ap.parse_args()
     args.ceiling = {k: float(v) for k, v in (kv.split("=") for kv in args.ceiling.split(",") if kv)}
 
-    # The same allocator state on both sides: bench_conv allocates and frees one 31 MiB block at
-    # start, which raises glibc's mmap threshold so that large tensors are reused from the heap
-    # instead of being fresh mmaps (page faults) every call; do the same here for PyTorch.
-    import torch
-    block = torch.empty(31 << 20, dtype=torch.uint8)
-    del block
-
     suite = read_suite(args.suite)
     if args.only:
         keep = set(args.only.split(","))
@@ -200,14 +201,39 @@ def main():
     if args.csv and not os.path.exists(args.csv):
         with open(args.csv, "w") as f:
             f.write(",".join(fields) + "\n")
-    for threads in (int(t) for t in args.threads.split(",")):
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    if os.environ.get("OMP_NUM_THREADS") != str(thread_counts[0]) or len(thread_counts) > 1:
+        # PyTorch sizes its OpenMP pool from OMP_NUM_THREADS when it starts, and some of its
+        # kernels (oneDNN's deconvolution and depthwise convolution among them) use that pool
+        # whatever torch.set_num_threads says: run one child process per thread count, with
+        # OMP_NUM_THREADS set before torch is imported.
+        for threads in thread_counts:
+            argv = [a for a in sys.argv[1:]]
+            i = argv.index("--threads") if "--threads" in argv else -1
+            if i >= 0:
+                argv[i + 1] = str(threads)
+            else:
+                argv += ["--threads", str(threads)]
+            env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+                       OPENBLAS_NUM_THREADS=str(threads))
+            subprocess.run([sys.executable, os.path.abspath(__file__)] + argv, env=env, check=True)
+        return
+    # The same allocator state on both sides: bench_conv allocates and frees one 31 MiB block at
+    # start, which raises glibc's mmap threshold so that large tensors are reused from the heap
+    # instead of being fresh mmaps (page faults) every call; do the same here for PyTorch.
+    import torch
+    block = torch.empty(31 << 20, dtype=torch.uint8)
+    del block
+
+    for threads in thread_counts:
         for dtype in args.dtype.split(","):
             for passname in args.passname.split(","):
-                rows, geo, l0, l1 = run_table(args, suite, dtype, passname, threads)
+                rows, geo, l0, l1, cpu_wall = run_table(args, suite, dtype, passname, threads)
                 label = "forward" if passname == "forward" else "forward+backward"
                 title = f"{dtype}, {label}, {threads} thread{'s' if threads > 1 else ''}"
                 text = markdown(rows, geo, title)
-                text += f"\nload average {l0:.2f} before, {l1:.2f} after; {args.rounds} rounds x {args.reps} reps\n"
+                text += (f"\nload average {l0:.2f} before, {l1:.2f} after; {args.rounds} rounds x {args.reps} reps; "
+                         f"PyTorch's CPU time / wall time at most {cpu_wall:.2f}\n")
                 print(text, flush=True)
                 if args.markdown:
                     with open(args.markdown, "a") as f:

@@ -22,7 +22,12 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "../options.hpp"
 #include "../unfold.hpp"
@@ -112,6 +117,77 @@ namespace xconv
             return n;
         }
 
+        /// o[t] = row[t * stride] for t < n. With AVX-512, strides 2 and 3 gather 16 floats (8
+        /// doubles) at a time with two or three loads and permutes (the last load masked, so
+        /// nothing past row[(n - 1) * stride] is touched).
+        template <class T>
+        inline void strided_copy(const T* row, std::int64_t stride, T* o, std::int64_t n) noexcept
+        {
+            std::int64_t t = 0;
+#if defined(__AVX512F__) && !defined(XCONV_GEMM_NO_SIMD)
+            if constexpr (std::is_same<T, float>::value)
+            {
+                if (stride == 2)
+                {
+                    const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+                    for (; t + 16 <= n; t += 16)
+                    {
+                        const float* r = row + 2 * t;
+                        const __m512 v0 = _mm512_loadu_ps(r);
+                        const __m512 v1 = _mm512_maskz_loadu_ps(__mmask16(0x7FFF), r + 16);
+                        _mm512_storeu_ps(o + t, _mm512_permutex2var_ps(v0, idx, v1));
+                    }
+                }
+                else if (stride == 3)
+                {
+                    const __m512i idx1 = _mm512_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30, 0, 0, 0, 0, 0);
+                    const __m512i idx2 = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 17, 20, 23, 26, 29);
+                    for (; t + 16 <= n; t += 16)
+                    {
+                        const float* r = row + 3 * t;
+                        const __m512 v0 = _mm512_loadu_ps(r);
+                        const __m512 v1 = _mm512_loadu_ps(r + 16);
+                        const __m512 v2 = _mm512_maskz_loadu_ps(__mmask16(0x3FFF), r + 32);
+                        const __m512 a = _mm512_permutex2var_ps(v0, idx1, v1);
+                        _mm512_storeu_ps(o + t, _mm512_permutex2var_ps(a, idx2, v2));
+                    }
+                }
+            }
+            else if constexpr (std::is_same<T, double>::value)
+            {
+                if (stride == 2)
+                {
+                    const __m512i idx = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+                    for (; t + 8 <= n; t += 8)
+                    {
+                        const double* r = row + 2 * t;
+                        const __m512d v0 = _mm512_loadu_pd(r);
+                        const __m512d v1 = _mm512_maskz_loadu_pd(__mmask8(0x7F), r + 8);
+                        _mm512_storeu_pd(o + t, _mm512_permutex2var_pd(v0, idx, v1));
+                    }
+                }
+                else if (stride == 3)
+                {
+                    const __m512i idx1 = _mm512_setr_epi64(0, 3, 6, 9, 12, 15, 0, 0);
+                    const __m512i idx2 = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 10, 13);
+                    for (; t + 8 <= n; t += 8)
+                    {
+                        const double* r = row + 3 * t;
+                        const __m512d v0 = _mm512_loadu_pd(r);
+                        const __m512d v1 = _mm512_loadu_pd(r + 8);
+                        const __m512d v2 = _mm512_maskz_loadu_pd(__mmask8(0x3F), r + 16);
+                        const __m512d a = _mm512_permutex2var_pd(v0, idx1, v1);
+                        _mm512_storeu_pd(o + t, _mm512_permutex2var_pd(a, idx2, v2));
+                    }
+                }
+            }
+#endif
+            for (; t < n; ++t)
+            {
+                o[t] = row[t * stride];
+            }
+        }
+
         /// Fills one row of columns, tap (i, j) of the channel plane `src`, over the runs segs:
         /// drow[s.dst + t] for the run's t-th position.
         template <class T>
@@ -154,10 +230,7 @@ namespace xconv
                     }
                     else
                     {
-                        for (std::int64_t t = 0; t < n; ++t)
-                        {
-                            o[t] = row[t * sw];
-                        }
+                        strided_copy(row, sw, o, n);
                     }
                 }
                 std::fill(d + b, d + len, T(0));
@@ -323,17 +396,46 @@ namespace xconv
                          bool parallel)
         {
             const std::int64_t P = w.plane(), sw = w.stride_w, kw = w.kernel_w, kh = w.kernel_h;
+            // Stride 2 without dilation: taps j and j - 1 write alternate pixels of the same run,
+            // so they are added as one interleaved, contiguous (vectorisable) stream. Each pixel
+            // still receives its contributions in the same order.
+            const bool pairs = sw == 2 && w.dil_w == 1 && ls == 1;
             conv_parallel_for(c_end - c_begin, parallel, [&](std::int64_t t) {
                 const std::int64_t c = c_begin + t;
                 T* dst_plane = plane + c * P;
                 for (std::int64_t i = kh - 1; i >= 0; --i)
                 {
                     const std::int64_t y_off = taps.y_off[static_cast<std::size_t>(i)];
-                    for (std::int64_t j = kw - 1; j >= 0; --j)
+                    const T* row_taps = tile + ((c - c_begin) * kh + i) * kw * ks;
+                    // Adds tap j over positions [lo, hi) of run sg (row y of the plane).
+                    const auto single = [&](std::int64_t j, const conv_segment& sg, std::int64_t y, std::int64_t lo,
+                                            std::int64_t hi) {
+                        if (hi <= lo)
+                        {
+                            return;
+                        }
+                        T* d = dst_plane + y * w.width + lo * sw + taps.x_off[static_cast<std::size_t>(j)];
+                        const T* v = row_taps + j * ks + (sg.dst + lo - sg.ox_begin) * ls;
+                        const std::int64_t n = hi - lo;
+                        if (sw == 1 && ls == 1)
+                        {
+                            for (std::int64_t e = 0; e < n; ++e)
+                            {
+                                d[e] += v[e];
+                            }
+                        }
+                        else
+                        {
+                            for (std::int64_t e = 0; e < n; ++e)
+                            {
+                                d[e * sw] += v[e * ls];
+                            }
+                        }
+                    };
+                    for (std::int64_t j = kw - 1; j >= 0;)
                     {
                         const auto js = static_cast<std::size_t>(j);
-                        const std::int64_t x_off = taps.x_off[js], x_lo = taps.x_lo[js], x_hi = taps.x_hi[js];
-                        const T* src = tile + (((c - c_begin) * kh + i) * kw + j) * ks;
+                        const bool pair = pairs && j >= 1;
                         for (std::size_t s = 0; s < n_segs; ++s)
                         {
                             const conv_segment& sg = segs[s];
@@ -342,30 +444,36 @@ namespace xconv
                             {
                                 continue;
                             }
-                            const std::int64_t a = std::clamp(x_lo, sg.ox_begin, sg.ox_end);
-                            const std::int64_t b = std::clamp(x_hi, a, sg.ox_end);
-                            if (b <= a)
+                            const std::int64_t a1 = std::clamp(taps.x_lo[js], sg.ox_begin, sg.ox_end);
+                            const std::int64_t b1 = std::clamp(taps.x_hi[js], a1, sg.ox_end);
+                            if (!pair)
                             {
+                                single(j, sg, y, a1, b1);
                                 continue;
                             }
-                            T* d = dst_plane + y * w.width + a * sw + x_off;
-                            const T* v = src + (sg.dst + a - sg.ox_begin) * ls;
-                            const std::int64_t n = b - a;
-                            if (sw == 1 && ls == 1)
+                            const std::int64_t a0 = std::clamp(taps.x_lo[js - 1], sg.ox_begin, sg.ox_end);
+                            const std::int64_t b0 = std::clamp(taps.x_hi[js - 1], a0, sg.ox_end);
+                            const std::int64_t a = std::max(a0, a1), b = std::max(a, std::min(b0, b1));
+                            // Outside the common range, one tap at a time.
+                            single(j, sg, y, a1, std::min(b1, a));
+                            single(j, sg, y, std::max(a1, b), b1);
+                            single(j - 1, sg, y, a0, std::min(b0, a));
+                            single(j - 1, sg, y, std::max(a0, b), b0);
+                            if (b > a)
                             {
+                                // Tap j - 1 lands one pixel left of tap j: d[2e] from j - 1, d[2e + 1] from j.
+                                T* d = dst_plane + y * w.width + a * 2 + taps.x_off[js - 1];
+                                const T* v0 = row_taps + (j - 1) * ks + (sg.dst + a - sg.ox_begin);
+                                const T* v1 = row_taps + j * ks + (sg.dst + a - sg.ox_begin);
+                                const std::int64_t n = b - a;
                                 for (std::int64_t e = 0; e < n; ++e)
                                 {
-                                    d[e] += v[e];
-                                }
-                            }
-                            else
-                            {
-                                for (std::int64_t e = 0; e < n; ++e)
-                                {
-                                    d[e * sw] += v[e * ls];
+                                    d[2 * e] += v0[e];
+                                    d[2 * e + 1] += v1[e];
                                 }
                             }
                         }
+                        j -= pair ? 2 : 1;
                     }
                 }
             });

@@ -768,6 +768,7 @@ namespace xconv
             const std::int64_t band = direct_band<T>(g, budget);
             conv_workspace<T>& ws = conv_workspace<T>::local();
             T* q = ws.stage.get(static_cast<std::size_t>(g.rows_for(0, band) * g.ld));
+            (void)stream;  // only the AVX-512 kernels stream
             for (std::int64_t oy0 = 0; oy0 < g.out_h; oy0 += band)
             {
                 const std::int64_t oy1 = std::min(g.out_h, oy0 + band);
