@@ -181,6 +181,54 @@ namespace xconv
             }
         }
 
+        /// Whether lowered_forward_batch applies: a narrow output, several samples, no direct pass.
+        template <class T>
+        bool batch_narrow_forward(const window2d& win, std::int64_t Cp, std::int64_t Cg, std::int64_t N) noexcept
+        {
+            return N > 1 && !prefer_direct(Cp, Cg) && narrow_output<T>(win.blocks(), Cg);
+        }
+
+        /// lowered_forward for the samples [0, N) of one group at once, for narrow outputs: one GEMM
+        /// C^T [N*L, Cg] = cols^T [N*L, K] x W^T [K, Cg] whose rows run over the samples (plane of
+        /// sample s at plane + s * plane_stride, its grid at grid + s * grid_stride), so that the
+        /// weight is packed once for all of them. In chunks of samples whose C^T fits the budget.
+        /// Every element is the same accumulation chain as in lowered_forward.
+        template <class T>
+        void lowered_forward_batch(const window2d& win,
+                                   const conv_taps& taps,
+                                   std::int64_t Cp,
+                                   std::int64_t Cg,
+                                   const T* W,
+                                   const T* plane,
+                                   std::int64_t plane_stride,
+                                   T* grid,
+                                   std::int64_t grid_stride,
+                                   std::int64_t N,
+                                   const T* bias,
+                                   std::size_t budget)
+        {
+            const std::int64_t K = Cp * win.taps();
+            const std::int64_t L = win.blocks();
+            const auto uK = static_cast<std::size_t>(K), uCg = static_cast<std::size_t>(Cg);
+            const std::size_t fixed = gemm_depth_block<T>(K) * uCg * sizeof(T) + 2 * gemm_a_block_bytes<T>();
+            const std::size_t room = budget > fixed ? budget - fixed : 0;
+            const std::int64_t chunk =
+                std::clamp<std::int64_t>(static_cast<std::int64_t>(room / (static_cast<std::size_t>(L) * uCg * sizeof(T))), 1, N);
+            T* ct = conv_workspace<T>::local().tile.get(static_cast<std::size_t>(chunk * L) * uCg);
+            const strided_b_packer<T> pack_w{transposed(W, K)};
+            for (std::int64_t s0 = 0; s0 < N; s0 += chunk)
+            {
+                const std::int64_t s1 = std::min(N, s0 + chunk);
+                // C^T [(s1 - s0)*L, Cg] = cols^T [(s1 - s0)*L, K] x W^T [K, Cg], stored back transposed (+ bias)
+                im2col_t_a_packer<T> pack_cols{plane + s0 * plane_stride, &win, &taps, 0};
+                pack_cols.plane_stride = plane_stride;
+                transposed_store_epilogue<T> store{grid + s0 * grid_stride, L, 0, bias};
+                store.grid_stride = grid_stride;
+                gemm_driver<T>(static_cast<std::size_t>((s1 - s0) * L), uCg, uK, pack_cols, pack_w, row_major(ct, Cg), false,
+                               store);
+            }
+        }
+
         /// plane = col2im( W^T [K, Cg] x grid [Cg, L] ), plane overwritten, plus bias[c] on
         /// channel c when bias is not null. With `parallel`, col2im splits the channels between
         /// the threads (the GEMMs parallelise themselves).

@@ -71,6 +71,7 @@ namespace xconv
         struct conv_segment
         {
             std::int64_t oy, ox_begin, ox_end, dst;
+            std::int64_t plane = 0;  // offset of the run's plane from the packer's (batched packing)
         };
 
         /// Most runs a range of n positions can be cut into.
@@ -117,6 +118,51 @@ namespace xconv
             return n;
         }
 
+        /// Most runs a range of n positions over several samples of L positions can be cut into.
+        inline std::int64_t max_segments_batched(std::int64_t n, std::int64_t L, std::int64_t blocks_w) noexcept
+        {
+            return max_segments(n, blocks_w) + 2 * (n / L + 2);
+        }
+
+        /// split_positions over a batch: positions [p_begin, p_end) count L per sample, and the
+        /// runs of sample s read the plane at offset s * plane_stride.
+        inline std::size_t split_positions_batched(const window2d& w,
+                                                   std::int64_t L,
+                                                   std::int64_t plane_stride,
+                                                   std::int64_t p_begin,
+                                                   std::int64_t p_end,
+                                                   conv_segment* segs) noexcept
+        {
+            std::size_t n = 0;
+            for (std::int64_t p = p_begin; p < p_end;)
+            {
+                const std::int64_t sample = p / L, l = p - sample * L;
+                const std::int64_t end = std::min(p_end, (sample + 1) * L);
+                const std::size_t m = split_positions(w, l, l + (end - p), segs + n);
+                for (std::size_t k = n; k < n + m; ++k)
+                {
+                    segs[k].dst += p - p_begin;
+                    segs[k].plane = sample * plane_stride;
+                }
+                n += m;
+                p = end;
+            }
+            return n;
+        }
+
+#if defined(__AVX512F__) && !defined(XCONV_GEMM_NO_SIMD)
+        /// The lowest min(max(n, 0), 16) (or 8) bits set.
+        inline __mmask16 lane_mask16(std::int64_t n) noexcept
+        {
+            return n <= 0 ? __mmask16(0) : n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
+        }
+
+        inline __mmask8 lane_mask8(std::int64_t n) noexcept
+        {
+            return n <= 0 ? __mmask8(0) : n >= 8 ? __mmask8(0xFF) : __mmask8((1u << n) - 1u);
+        }
+#endif
+
         /// o[t] = row[t * stride] for t < n. With AVX-512, strides 2 and 3 gather 16 floats (8
         /// doubles) at a time with two or three loads and permutes (the last load masked, so
         /// nothing past row[(n - 1) * stride] is touched).
@@ -137,6 +183,16 @@ namespace xconv
                         const __m512 v1 = _mm512_maskz_loadu_ps(__mmask16(0x7FFF), r + 16);
                         _mm512_storeu_ps(o + t, _mm512_permutex2var_ps(v0, idx, v1));
                     }
+                    if (t < n)
+                    {
+                        // The tail: masked loads of exactly the elements read, a masked store.
+                        const float* r = row + 2 * t;
+                        const std::int64_t used = 2 * (n - t - 1) + 1;
+                        const __m512 v0 = _mm512_maskz_loadu_ps(lane_mask16(used), r);
+                        const __m512 v1 = _mm512_maskz_loadu_ps(lane_mask16(used - 16), r + 16);
+                        _mm512_mask_storeu_ps(o + t, lane_mask16(n - t), _mm512_permutex2var_ps(v0, idx, v1));
+                        return;
+                    }
                 }
                 else if (stride == 3)
                 {
@@ -150,6 +206,17 @@ namespace xconv
                         const __m512 v2 = _mm512_maskz_loadu_ps(__mmask16(0x3FFF), r + 32);
                         const __m512 a = _mm512_permutex2var_ps(v0, idx1, v1);
                         _mm512_storeu_ps(o + t, _mm512_permutex2var_ps(a, idx2, v2));
+                    }
+                    if (t < n)
+                    {
+                        const float* r = row + 3 * t;
+                        const std::int64_t used = 3 * (n - t - 1) + 1;
+                        const __m512 v0 = _mm512_maskz_loadu_ps(lane_mask16(used), r);
+                        const __m512 v1 = _mm512_maskz_loadu_ps(lane_mask16(used - 16), r + 16);
+                        const __m512 v2 = _mm512_maskz_loadu_ps(lane_mask16(used - 32), r + 32);
+                        const __m512 a = _mm512_permutex2var_ps(v0, idx1, v1);
+                        _mm512_mask_storeu_ps(o + t, lane_mask16(n - t), _mm512_permutex2var_ps(a, idx2, v2));
+                        return;
                     }
                 }
             }
@@ -165,6 +232,15 @@ namespace xconv
                         const __m512d v1 = _mm512_maskz_loadu_pd(__mmask8(0x7F), r + 8);
                         _mm512_storeu_pd(o + t, _mm512_permutex2var_pd(v0, idx, v1));
                     }
+                    if (t < n)
+                    {
+                        const double* r = row + 2 * t;
+                        const std::int64_t used = 2 * (n - t - 1) + 1;
+                        const __m512d v0 = _mm512_maskz_loadu_pd(lane_mask8(used), r);
+                        const __m512d v1 = _mm512_maskz_loadu_pd(lane_mask8(used - 8), r + 8);
+                        _mm512_mask_storeu_pd(o + t, lane_mask8(n - t), _mm512_permutex2var_pd(v0, idx, v1));
+                        return;
+                    }
                 }
                 else if (stride == 3)
                 {
@@ -178,6 +254,17 @@ namespace xconv
                         const __m512d v2 = _mm512_maskz_loadu_pd(__mmask8(0x3F), r + 16);
                         const __m512d a = _mm512_permutex2var_pd(v0, idx1, v1);
                         _mm512_storeu_pd(o + t, _mm512_permutex2var_pd(a, idx2, v2));
+                    }
+                    if (t < n)
+                    {
+                        const double* r = row + 3 * t;
+                        const std::int64_t used = 3 * (n - t - 1) + 1;
+                        const __m512d v0 = _mm512_maskz_loadu_pd(lane_mask8(used), r);
+                        const __m512d v1 = _mm512_maskz_loadu_pd(lane_mask8(used - 8), r + 8);
+                        const __m512d v2 = _mm512_maskz_loadu_pd(lane_mask8(used - 16), r + 16);
+                        const __m512d a = _mm512_permutex2var_pd(v0, idx1, v1);
+                        _mm512_mask_storeu_pd(o + t, lane_mask8(n - t), _mm512_permutex2var_pd(a, idx2, v2));
+                        return;
                     }
                 }
             }
@@ -218,7 +305,7 @@ namespace xconv
                 std::fill(d, d + a, T(0));
                 if (b > a)
                 {
-                    const T* row = src + y * w.width + (sg.ox_begin + a) * sw + x_off;
+                    const T* row = src + sg.plane + y * w.width + (sg.ox_begin + a) * sw + x_off;
                     T* o = d + a;
                     const std::int64_t n = b - a;
                     if (sw == 1)
@@ -313,6 +400,9 @@ namespace xconv
             const window2d* win;
             const conv_taps* taps;
             std::int64_t l_offset;
+            /// Batched packing: positions count win->blocks() per sample, sample s reading the
+            /// plane at offset s * plane_stride. Zero: a single sample.
+            std::int64_t plane_stride = 0;
 
             void operator()(std::size_t i0, std::size_t mc, std::size_t k0, std::size_t kc, T* dst) const
             {
@@ -321,12 +411,16 @@ namespace xconv
                 const std::int64_t P = w.plane();
                 const std::int64_t l0 = l_offset + static_cast<std::int64_t>(i0);
                 const std::size_t panels = (mc + MR - 1) / MR;
-                const auto seg_cap = static_cast<std::size_t>(max_segments(static_cast<std::int64_t>(mc), w.blocks_w));
+                const auto imc = static_cast<std::int64_t>(mc);
+                const auto seg_cap = static_cast<std::size_t>(
+                    plane_stride != 0 ? max_segments_batched(imc, w.blocks(), w.blocks_w) : max_segments(imc, w.blocks_w));
                 // One row of the block, padded to whole panels.
                 const std::size_t row_len = panels * MR;
                 T* row = conv_workspace<T>::local().stage.get(row_len);
                 conv_segment* segs = conv_segments(conv_segment_slot::packer, seg_cap);
-                const std::size_t n_segs = split_positions(w, l0, l0 + static_cast<std::int64_t>(mc), segs);
+                const std::size_t n_segs = plane_stride != 0
+                                               ? split_positions_batched(w, w.blocks(), plane_stride, l0, l0 + imc, segs)
+                                               : split_positions(w, l0, l0 + imc, segs);
                 std::fill(row + mc, row + row_len, T(0));
                 conv_tap_cursor at(w, static_cast<std::int64_t>(k0));
                 for (std::size_t k = 0; k < kc; ++k, at.next(w))
@@ -520,9 +614,27 @@ namespace xconv
             std::int64_t L;
             std::int64_t l_offset;
             const T* bias;
+            /// Batched: rows count L per sample, sample s stored at grid + s * grid_stride. Zero:
+            /// a single sample.
+            std::int64_t grid_stride = 0;
 
             void operator()(std::size_t i0, std::size_t j0, std::size_t m, std::size_t n, matrix_view<T> c) const noexcept
             {
+                if (grid_stride != 0)
+                {
+                    for (std::size_t r = 0; r < m; ++r)
+                    {
+                        const std::int64_t p = l_offset + static_cast<std::int64_t>(i0 + r);
+                        const std::int64_t sample = p / L;
+                        T* o = grid + sample * grid_stride + (p - sample * L);
+                        for (std::size_t j = 0; j < n; ++j)
+                        {
+                            const T v = c(static_cast<std::ptrdiff_t>(r), static_cast<std::ptrdiff_t>(j));
+                            o[static_cast<std::int64_t>(j0 + j) * L] = bias != nullptr ? v + bias[j0 + j] : v;
+                        }
+                    }
+                    return;
+                }
                 for (std::size_t j = 0; j < n; ++j)
                 {
                     T* o = grid + static_cast<std::int64_t>(j0 + j) * L + l_offset + static_cast<std::int64_t>(i0);
