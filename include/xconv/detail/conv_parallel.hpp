@@ -37,14 +37,17 @@ namespace xconv
             return threads > 1 && tasks >= threads && (tasks % threads == 0 || tasks >= 4 * threads);
         }
 
-        /// Calls f(t) for t in [0, n), split statically over the threads when `parallel` is set.
+        /// Calls f(t) for t in [0, n), over the threads when `parallel` is set. The pieces are
+        /// handed out one at a time to whichever thread is free (dynamic schedule): a piece's
+        /// result does not depend on the thread that computes it, and on a busy machine a thread
+        /// that loses its core for a while does not hold up the pieces it has not started.
         template <class F>
         void conv_parallel_for(std::int64_t n, bool parallel, F&& f)
         {
 #if defined(XCONV_USE_OPENMP)
             if (parallel && n > 1)
             {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
                 for (std::int64_t t = 0; t < n; ++t)
                 {
                     f(t);
