@@ -15,7 +15,9 @@ PyTorch, OMP_NUM_THREADS=n for bench_conv (built with XCONV_USE_OPENMP for n > 1
 reports the largest CPU time / wall time ratio PyTorch's process showed while timed, as a check. The measurements are
 interleaved so that a change in the machine's load hits both alike: in each of --rounds rounds,
 every shape is timed with PyTorch (median of --reps calls after a warm-up) and then with xconv
-(bench_conv --only, same), and each side's figure is the median over the rounds. The load
+(bench_conv --only, same; after a pause, since PyTorch's OpenMP threads spin on for a while after
+its last call and would take the cores from bench_conv's), and each side's figure is the median
+over the rounds. The load
 average before and after each table is printed with it. Both processes start by allocating and
 freeing one 31 MiB block, so that glibc serves the large tensors of the timed calls from its heap
 on both sides (otherwise whichever side happens to allocate them with fresh mmaps pays a page
@@ -146,6 +148,9 @@ def run_table(args, suite, dtype, passname, threads):
             name = r["name"]
             t_torch[name].append(cases[name].time(args.reps))
             cpu_per_wall = max(cpu_per_wall, cases[name].cpu_per_wall)
+            # PyTorch's OpenMP threads keep spinning for a while after its last call; left alone,
+            # they would take the cores from bench_conv's threads (a 0.8 ms call measured 8 ms).
+            time.sleep(0.5 if threads > 1 else 0.05)
             t_xconv[name].append(xconv_time(args.bench, args.suite, name, dtype, passname, args.reps, threads))
     load_after = loadavg()
     mult = 3.0 if passname == "forward_backward" else 1.0
