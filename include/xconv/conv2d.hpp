@@ -141,7 +141,8 @@ namespace xconv
                 const std::int64_t threads = conv_threads();
                 const std::int64_t parts = std::min(threads, p.batch);
                 const bool split = conv_split_tasks(p.groups * parts, threads);
-                const std::size_t budget = split ? scratch_per_thread(static_cast<std::size_t>(threads)) : shared_budget<T>(threads);
+                const packed_weights<T> pw = pack_weights(weight_operand::forward_batch_b, weight, p.groups, Cout_g, K, p.batch);
+                const std::size_t budget = split ? split_budget(threads, pw.bytes) : shared_budget<T>(threads, pw.bytes);
                 const std::int64_t shares = split ? parts : 1;
                 conv_parallel_for(p.groups * shares, split, [&](std::int64_t t) {
                     const std::int64_t g = t / shares, part = t % shares;
@@ -149,10 +150,13 @@ namespace xconv
                     lowered_forward_batch(p.win, taps, Cin_g, Cout_g, weight + g * Cout_g * K,
                                           x + (n0 * p.in_channels + g * Cin_g) * in_plane, p.in_channels * in_plane,
                                           out + (n0 * p.out_channels + g * Cout_g) * L, p.out_channels * L, n1 - n0,
-                                          bias != nullptr ? bias + g * Cout_g : nullptr, budget);
+                                          bias != nullptr ? bias + g * Cout_g : nullptr, budget, pw.group(g));
                 });
                 return;
             }
+            const packed_weights<T> pw = direct || narrow_output<T>(L, Cout_g)
+                                             ? packed_weights<T>{}
+                                             : pack_weights(weight_operand::forward_a, weight, p.groups, Cout_g, K, p.batch);
             for_each_sample_group<T>(p.batch, p.groups, [&](std::int64_t n, std::int64_t g, std::size_t budget, bool) {
                 if (direct && n * p.groups + g + 1 < p.batch * p.groups)
                 {
@@ -162,8 +166,8 @@ namespace xconv
                 const T* src = conv2d_group_input(p, x, n, g, conv_workspace<T>::local().padded);
                 lowered_forward(p.win, taps, Cin_g, Cout_g, weight + g * Cout_g * K, src,
                                 out + (n * p.out_channels + g * Cout_g) * L, bias != nullptr ? bias + g * Cout_g : nullptr,
-                                budget, stream);
-            });
+                                budget, stream, pw.group(g));
+            }, pw.bytes);
         }
 
         /// The three gradients of conv2d; a null destination is not computed. gw and gb are
@@ -260,6 +264,7 @@ namespace xconv
             if (gx != nullptr)
             {
                 // dx_g = col2im( W_g^T [K, Cout_g] x dy_g [Cout_g, L] )
+                const packed_weights<T> pw = pack_weights(weight_operand::backward_data_a, weight, p.groups, Cout_g, K, p.batch);
                 for_each_sample_group<T>(p.batch, p.groups, [&](std::int64_t n, std::int64_t g, std::size_t budget, bool inner) {
                     T* gxg = gx + (n * p.in_channels + g * Cin_g) * in_plane;
                     T* dst = p.explicit_pad
@@ -267,12 +272,12 @@ namespace xconv
                                  : gxg;
                     lowered_backward_data(p.win, taps, Cin_g, Cout_g, weight + g * Cout_g * K,
                                           grad_out + (n * p.out_channels + g * Cout_g) * L, dst, static_cast<const T*>(nullptr),
-                                          budget, inner);
+                                          budget, inner, false, pw.group(g));
                     if (p.explicit_pad)
                     {
                         unpad_planes(dst, Cin_g, p, gxg);
                     }
-                });
+                }, pw.bytes);
             }
         }
 

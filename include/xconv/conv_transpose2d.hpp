@@ -48,12 +48,15 @@ namespace xconv
             const conv_taps taps(p.win);
             const bool stream = stream_output(static_cast<std::size_t>(p.batch * p.out_channels * out_plane) * sizeof(T));
             // per sample and group: bias + col2im( W_g^T [K, Cin_g] x x_g [Cin_g, L] )
+            const packed_weights<T> pw = prefer_direct(Cout_g, Cin_g)
+                                             ? packed_weights<T>{}
+                                             : pack_weights(weight_operand::backward_data_a, weight, p.groups, Cin_g, K, p.batch);
             for_each_sample_group<T>(p.batch, p.groups, [&](std::int64_t n, std::int64_t g, std::size_t budget, bool inner) {
                 lowered_backward_data(p.win, taps, Cout_g, Cin_g, weight + g * Cin_g * K,
                                       x + (n * p.in_channels + g * Cin_g) * L,
                                       out + (n * p.out_channels + g * Cout_g) * out_plane,
-                                      bias != nullptr ? bias + g * Cout_g : nullptr, budget, inner, stream);
-            });
+                                      bias != nullptr ? bias + g * Cout_g : nullptr, budget, inner, stream, pw.group(g));
+            }, pw.bytes);
         }
 
         /// The three gradients of conv_transpose2d; a null destination is not computed. gw and gb
@@ -139,11 +142,15 @@ namespace xconv
             if (gx != nullptr)
             {
                 // dx_g [Cin_g, L] = W_g [Cin_g, K] x cols(dy_g) [K, L]
+                const packed_weights<T> pw = narrow_output<T>(L, Cin_g)
+                                                 ? packed_weights<T>{}
+                                                 : pack_weights(weight_operand::forward_a, weight, p.groups, Cin_g, K, p.batch);
                 for_each_sample_group<T>(p.batch, p.groups, [&](std::int64_t n, std::int64_t g, std::size_t budget, bool) {
                     lowered_forward(p.win, taps, Cout_g, Cin_g, weight + g * Cin_g * K,
                                     grad_out + (n * p.out_channels + g * Cout_g) * out_plane,
-                                    gx + (n * p.in_channels + g * Cin_g) * L, static_cast<const T*>(nullptr), budget);
-                });
+                                    gx + (n * p.in_channels + g * Cin_g) * L, static_cast<const T*>(nullptr), budget, false,
+                                    pw.group(g));
+                }, pw.bytes);
             }
         }
 

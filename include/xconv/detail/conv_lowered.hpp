@@ -36,6 +36,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <numeric>
 
 #include "../options.hpp"
 #include "conv_pack.hpp"
@@ -105,6 +106,71 @@ namespace xconv
             return L < 4 * static_cast<std::int64_t>(gemm_traits<T>::nr) && rows >= static_cast<std::int64_t>(gemm_traits<T>::nr);
         }
 
+        /// How a pass reads the weight W_g [Cg, K] of a group when it is packed once per call
+        /// (prepack_a / prepack_b of gemm_pack.hpp) rather than once per GEMM.
+        enum class weight_operand
+        {
+            forward_a,        // lowered_forward: A = W_g [Cg, K]
+            forward_batch_b,  // lowered_forward_batch: B = W_g^T [K, Cg]
+            backward_data_a   // lowered_backward_data: A = W_g^T [K, Cg]
+        };
+
+        /// The weights of all groups of a call, packed once for the GEMMs of every sample (data
+        /// null when they are not packed: the passes then pack per GEMM).
+        template <class T>
+        struct packed_weights
+        {
+            const T* data = nullptr;
+            std::size_t group_elements = 0;
+            std::size_t bytes = 0;  // scratch taken, to be left out of the passes' budgets
+
+            const T* group(std::int64_t g) const noexcept
+            {
+                return data == nullptr ? nullptr : data + static_cast<std::size_t>(g) * group_elements;
+            }
+        };
+
+        /// Packs the weight [G * Cg, K] (group g's W_g at W + g * Cg * K) as the operand `how` of
+        /// the passes, into the calling thread's buffer, when it is used by more than one sample
+        /// and takes at most three quarters of the scratch limit.
+        template <class T>
+        packed_weights<T> pack_weights(weight_operand how, const T* W, std::int64_t G, std::int64_t Cg, std::int64_t K,
+                                       std::int64_t samples)
+        {
+            packed_weights<T> r;
+            const auto uK = static_cast<std::size_t>(K), uCg = static_cast<std::size_t>(Cg);
+            const std::size_t per = how == weight_operand::forward_a ? prepacked_a_size<T>(uCg, uK)
+                                    : how == weight_operand::forward_batch_b ? prepacked_b_size<T>(uK, uCg)
+                                                                             : prepacked_a_size<T>(uK, uCg);
+            const std::size_t bytes = per * static_cast<std::size_t>(G) * sizeof(T);
+            if (samples < 2 || bytes > scratch_limit() / 4 * 3)
+            {
+                return r;
+            }
+            T* dst = conv_workspace<T>::local().weights.get(per * static_cast<std::size_t>(G));
+            for (std::int64_t g = 0; g < G; ++g)
+            {
+                const T* Wg = W + g * Cg * K;
+                T* d = dst + static_cast<std::size_t>(g) * per;
+                switch (how)
+                {
+                    case weight_operand::forward_a:
+                        prepack_a<T>(strided_a_packer<T>{row_major(Wg, K)}, uCg, uK, d);
+                        break;
+                    case weight_operand::forward_batch_b:
+                        prepack_b<T>(strided_b_packer<T>{transposed(Wg, K)}, uK, uCg, d);
+                        break;
+                    case weight_operand::backward_data_a:
+                        prepack_a<T>(strided_a_packer<T>{transposed(Wg, K)}, uK, uCg, d);
+                        break;
+                }
+            }
+            r.data = dst;
+            r.group_elements = per;
+            r.bytes = bytes;
+            return r;
+        }
+
         /// grid [Cg, L] = W [Cg, K] x cols(plane) [K, L], plus bias[c] on row c when bias is not null.
         /// `stream`: the call's output is large (stream_output), write it past the caches where the
         /// pass can.
@@ -118,7 +184,8 @@ namespace xconv
                              T* grid,
                              const T* bias,
                              std::size_t budget,
-                             bool stream = false)
+                             bool stream = false,
+                             const T* packed_w = nullptr)
         {
             if (prefer_direct(Cp, Cg))
             {
@@ -154,30 +221,39 @@ namespace xconv
             }
 
             const std::int64_t Lt = position_tile<T>(L, kc * sizeof(T), gemm_a_block_bytes<T>(), budget);
-            const strided_a_packer<T> pack_w{row_major(W, K)};
-            for (std::int64_t l0 = 0; l0 < L; l0 += Lt)
-            {
-                const auto n = static_cast<std::size_t>(std::min(Lt, L - l0));
-                const matrix_view<T> c = row_major(grid + l0, L);
-                // [Cg, K] x [K, n] -> [Cg, n], the positions l0 .. l0 + n
-                const auto run = [&](const auto& pack_b) {
-                    if (bias != nullptr)
+            const auto tiles = [&](const auto& pack_w) {
+                for (std::int64_t l0 = 0; l0 < L; l0 += Lt)
+                {
+                    const auto n = static_cast<std::size_t>(std::min(Lt, L - l0));
+                    const matrix_view<T> c = row_major(grid + l0, L);
+                    // [Cg, K] x [K, n] -> [Cg, n], the positions l0 .. l0 + n
+                    const auto run = [&](const auto& pack_b) {
+                        if (bias != nullptr)
+                        {
+                            gemm_driver<T>(uCg, n, uK, pack_w, pack_b, c, false, conv_bias_epilogue<T>{bias});
+                        }
+                        else
+                        {
+                            gemm_driver<T>(uCg, n, uK, pack_w, pack_b, c, false);
+                        }
+                    };
+                    if (identity)
                     {
-                        gemm_driver<T>(uCg, n, uK, pack_w, pack_b, c, false, conv_bias_epilogue<T>{bias});
+                        run(strided_b_packer<T>{row_major(plane + l0, L)});
                     }
                     else
                     {
-                        gemm_driver<T>(uCg, n, uK, pack_w, pack_b, c, false);
+                        run(im2col_b_packer<T>{plane, &win, &taps, l0});
                     }
-                };
-                if (identity)
-                {
-                    run(strided_b_packer<T>{row_major(plane + l0, L)});
                 }
-                else
-                {
-                    run(im2col_b_packer<T>{plane, &win, &taps, l0});
-                }
+            };
+            if (packed_w != nullptr)
+            {
+                tiles(prepacked_a<T>{packed_w, uCg});
+            }
+            else
+            {
+                tiles(strided_a_packer<T>{row_major(W, K)});
             }
         }
 
@@ -191,7 +267,8 @@ namespace xconv
         /// lowered_forward for the samples [0, N) of one group at once, for narrow outputs: one GEMM
         /// C^T [N*L, Cg] = cols^T [N*L, K] x W^T [K, Cg] whose rows run over the samples (plane of
         /// sample s at plane + s * plane_stride, its grid at grid + s * grid_stride), so that the
-        /// weight is packed once for all of them. In chunks of samples whose C^T fits the budget.
+        /// weight is packed once for all of them. In chunks of samples whose C^T fits the budget and
+        /// the cache.
         /// Every element is the same accumulation chain as in lowered_forward.
         template <class T>
         void lowered_forward_batch(const window2d& win,
@@ -205,27 +282,38 @@ namespace xconv
                                    std::int64_t grid_stride,
                                    std::int64_t N,
                                    const T* bias,
-                                   std::size_t budget)
+                                   std::size_t budget,
+                                   const T* packed_wt = nullptr)
         {
             const std::int64_t K = Cp * win.taps();
             const std::int64_t L = win.blocks();
             const auto uK = static_cast<std::size_t>(K), uCg = static_cast<std::size_t>(Cg);
             const std::size_t fixed = gemm_depth_block<T>(K) * uCg * sizeof(T) + 2 * gemm_a_block_bytes<T>();
-            const std::size_t room = budget > fixed ? budget - fixed : 0;
+            // C^T is revisited for every depth block of the GEMM: keep a chunk's C^T in cache.
+            const std::size_t room = std::min(budget > fixed ? budget - fixed : 0, cache_tile_bytes);
             const std::int64_t chunk =
                 std::clamp<std::int64_t>(static_cast<std::int64_t>(room / (static_cast<std::size_t>(L) * uCg * sizeof(T))), 1, N);
             T* ct = conv_workspace<T>::local().tile.get(static_cast<std::size_t>(chunk * L) * uCg);
-            const strided_b_packer<T> pack_w{transposed(W, K)};
-            for (std::int64_t s0 = 0; s0 < N; s0 += chunk)
+            const auto chunks = [&](const auto& pack_w) {
+                for (std::int64_t s0 = 0; s0 < N; s0 += chunk)
+                {
+                    const std::int64_t s1 = std::min(N, s0 + chunk);
+                    // C^T [(s1 - s0)*L, Cg] = cols^T [(s1 - s0)*L, K] x W^T [K, Cg], stored back transposed (+ bias)
+                    im2col_t_a_packer<T> pack_cols{plane + s0 * plane_stride, &win, &taps, 0};
+                    pack_cols.plane_stride = plane_stride;
+                    transposed_store_epilogue<T> store{grid + s0 * grid_stride, L, 0, bias};
+                    store.grid_stride = grid_stride;
+                    gemm_driver<T>(static_cast<std::size_t>((s1 - s0) * L), uCg, uK, pack_cols, pack_w, row_major(ct, Cg),
+                                   false, store);
+                }
+            };
+            if (packed_wt != nullptr)
             {
-                const std::int64_t s1 = std::min(N, s0 + chunk);
-                // C^T [(s1 - s0)*L, Cg] = cols^T [(s1 - s0)*L, K] x W^T [K, Cg], stored back transposed (+ bias)
-                im2col_t_a_packer<T> pack_cols{plane + s0 * plane_stride, &win, &taps, 0};
-                pack_cols.plane_stride = plane_stride;
-                transposed_store_epilogue<T> store{grid + s0 * grid_stride, L, 0, bias};
-                store.grid_stride = grid_stride;
-                gemm_driver<T>(static_cast<std::size_t>((s1 - s0) * L), uCg, uK, pack_cols, pack_w, row_major(ct, Cg), false,
-                               store);
+                chunks(prepacked_b<T>{packed_wt, uCg});
+            }
+            else
+            {
+                chunks(strided_b_packer<T>{transposed(W, K)});
             }
         }
 
@@ -243,7 +331,8 @@ namespace xconv
                                    const T* bias,
                                    std::size_t budget,
                                    bool parallel,
-                                   bool stream = false)
+                                   bool stream = false,
+                                   const T* packed_wt = nullptr)
         {
             if (prefer_direct(Cp, Cg))
             {
@@ -257,22 +346,31 @@ namespace xconv
             if (is_identity(win))
             {
                 // [Cp, Cg] x [Cg, n] -> [Cp, n], written straight into the plane
-                const strided_a_packer<T> pack_wt{transposed(W, K)};
                 const std::size_t kc = gemm_depth_block<T>(Cg);
                 const std::int64_t Lt = position_tile<T>(L, kc * sizeof(T), gemm_a_block_bytes<T>(), budget);
-                for (std::int64_t l0 = 0; l0 < L; l0 += Lt)
+                const auto tiles = [&](const auto& pack_wt) {
+                    for (std::int64_t l0 = 0; l0 < L; l0 += Lt)
+                    {
+                        const auto n = static_cast<std::size_t>(std::min(Lt, L - l0));
+                        const strided_b_packer<T> pack_g{row_major(grid + l0, L)};
+                        if (bias != nullptr)
+                        {
+                            gemm_driver<T>(uK, n, uCg, pack_wt, pack_g, row_major(plane + l0, L), false,
+                                           conv_bias_epilogue<T>{bias});
+                        }
+                        else
+                        {
+                            gemm_driver<T>(uK, n, uCg, pack_wt, pack_g, row_major(plane + l0, L), false);
+                        }
+                    }
+                };
+                if (packed_wt != nullptr)
                 {
-                    const auto n = static_cast<std::size_t>(std::min(Lt, L - l0));
-                    const strided_b_packer<T> pack_g{row_major(grid + l0, L)};
-                    if (bias != nullptr)
-                    {
-                        gemm_driver<T>(uK, n, uCg, pack_wt, pack_g, row_major(plane + l0, L), false,
-                                       conv_bias_epilogue<T>{bias});
-                    }
-                    else
-                    {
-                        gemm_driver<T>(uK, n, uCg, pack_wt, pack_g, row_major(plane + l0, L), false);
-                    }
+                    tiles(prepacked_a<T>{packed_wt, uK});
+                }
+                else
+                {
+                    tiles(strided_a_packer<T>{transposed(W, K)});
                 }
                 return;
             }
@@ -302,7 +400,15 @@ namespace xconv
                 }
                 Lt = std::min(Lt, L);
             }
-            const std::int64_t Cb = std::clamp<std::int64_t>(tile_elems / (Lt * taps_n), 1, Cp);
+            std::int64_t Cb = std::clamp<std::int64_t>(tile_elems / (Lt * taps_n), 1, Cp);
+            // A packed W^T is read from a row that starts a register panel: whole panels per block.
+            const bool use_packed = packed_wt != nullptr && !transposed_tile;
+            if (use_packed && Cb < Cp)
+            {
+                const auto MR = static_cast<std::int64_t>(gemm_traits<T>::mr);
+                const std::int64_t step = MR / std::gcd(taps_n, MR);
+                Cb = std::min(Cp, std::max(step, Cb / step * step));
+            }
             T* tile = conv_workspace<T>::local().tile.get(static_cast<std::size_t>(Cb * taps_n * Lt));
             conv_segment* segs = conv_segments(conv_segment_slot::pass, static_cast<std::size_t>(max_segments(Lt, win.blocks_w)));
             for (std::int64_t c0 = 0; c0 < Cp; c0 += Cb)
@@ -319,6 +425,12 @@ namespace xconv
                         // tile^T [n, kn] = grid^T [n, Cg] x W [Cg, k0 : k0 + kn]
                         gemm_driver<T>(un, ukn, uCg, strided_a_packer<T>{transposed(grid + l0, L)},
                                        strided_b_packer<T>{row_major(W + k0, K)}, row_major(tile, kn), false);
+                    }
+                    else if (use_packed)
+                    {
+                        // tile [kn, n] = W^T [k0 : k0 + kn, Cg] x grid [Cg, n]
+                        gemm_driver<T>(ukn, un, uCg, prepacked_a<T>{packed_wt, uK, static_cast<std::size_t>(k0)},
+                                       strided_b_packer<T>{row_major(grid + l0, L)}, row_major(tile, n), false);
                     }
                     else
                     {
@@ -380,23 +492,33 @@ namespace xconv
 
         /// Scratch budget of a pass run by one caller whose GEMMs use `threads` threads: the
         /// other threads each hold a packed A block.
+        /// `reserved`: scratch bytes the call already holds (e.g. its packed weights).
         template <class T>
-        std::size_t shared_budget(std::int64_t threads) noexcept
+        std::size_t shared_budget(std::int64_t threads, std::size_t reserved = 0) noexcept
         {
-            const std::size_t others = static_cast<std::size_t>(threads - 1) * gemm_a_block_bytes<T>();
+            const std::size_t others = static_cast<std::size_t>(threads - 1) * gemm_a_block_bytes<T>() + reserved;
             const std::size_t limit = scratch_limit();
             return limit > others ? limit - others : 0;
         }
 
+        /// Scratch bytes of each of `threads` threads running one task each, when the call already
+        /// holds `reserved` bytes.
+        inline std::size_t split_budget(std::int64_t threads, std::size_t reserved = 0) noexcept
+        {
+            const std::size_t limit = scratch_limit();
+            return (limit > reserved ? limit - reserved : 0) / static_cast<std::size_t>(std::max<std::int64_t>(threads, 1));
+        }
+
         /// Calls f(n, g, budget, inner) for every sample n < N and group g < G: one task per
         /// thread when there are enough (each then runs serially), else one after the other with
-        /// `inner` set when the pass should use the threads itself.
+        /// `inner` set when the pass should use the threads itself. `reserved`: scratch bytes the
+        /// call already holds, left out of the budgets.
         template <class T, class F>
-        void for_each_sample_group(std::int64_t N, std::int64_t G, F&& f)
+        void for_each_sample_group(std::int64_t N, std::int64_t G, F&& f, std::size_t reserved = 0)
         {
             const std::int64_t threads = conv_threads();
             const bool split = conv_split_tasks(N * G, threads);
-            const std::size_t budget = split ? scratch_per_thread(static_cast<std::size_t>(threads)) : shared_budget<T>(threads);
+            const std::size_t budget = split ? split_budget(threads, reserved) : shared_budget<T>(threads, reserved);
             const bool inner = !split && threads > 1;
             conv_parallel_for(N * G, split, [&](std::int64_t t) { f(t / G, t % G, budget, inner); });
         }

@@ -348,12 +348,15 @@ namespace xconv
                 return;
             }
 
+            // An operand packed once for several GEMMs (prepacked_a, prepacked_b) is read in place.
+            constexpr bool a_prepacked = is_prepacked<PackA>::value;
+            constexpr bool b_prepacked = is_prepacked<PackB>::value;
             gemm_workspace<T>& ws = gemm_workspace<T>::local();
             const std::size_t kc_max = std::min(KC, K);
             const std::size_t nc_max = std::min(NC, (N + NR - 1) / NR * NR);
             const std::size_t mc_max = std::min(MC, (M + MR - 1) / MR * MR);
-            T* const b_packed = ws.b.get(kc_max * nc_max);
-            T* const a_first = ws.a.get(mc_max * kc_max);
+            T* const b_packed = b_prepacked ? nullptr : ws.b.get(kc_max * nc_max);
+            T* const a_first = a_prepacked ? nullptr : ws.a.get(mc_max * kc_max);
             const std::size_t n_ic = (M + MC - 1) / MC;
             const std::size_t mc_first = std::min(MC, M);
 
@@ -395,13 +398,24 @@ namespace xconv
                     // With a single row block no later block needs the packed B, so each thread
                     // packs all its groups into one place of the buffer, which stays in cache.
                     const bool reuse_group_buffer = n_ic == 1 && threads * G <= nc_max;
+                    const T* a_first_block = a_first;
                     const auto first_block_panel = [&](std::size_t q) {
                         const std::size_t j = q * G;
                         const std::size_t n = std::min(G, nc - j);
-                        T* const b_group = reuse_group_buffer ? b_packed + gemm_thread_index() * G * kc : b_packed + j * kc;
-                        pack_b(pc, kc, jc + j, n, b_group);
+                        const T* b_group = nullptr;
+                        if constexpr (b_prepacked)
+                        {
+                            b_group = pack_b.block(pc, kc, jc + j);
+                        }
+                        else
+                        {
+                            T* const dst = reuse_group_buffer ? b_packed + gemm_thread_index() * G * kc : b_packed + j * kc;
+                            pack_b(pc, kc, jc + j, n, dst);
+                            b_group = dst;
+                        }
                         const matrix_view<T> c_group{&c_first(0, static_cast<std::ptrdiff_t>(j)), c_first.rs, c_first.cs};
-                        gemm_macrokernel<T, Arch>(mc_first, 0, n, kc, a_first, b_group, c_group, load_c, last, 0, jc + j, epilogue);
+                        gemm_macrokernel<T, Arch>(mc_first, 0, n, kc, a_first_block, b_group, c_group, load_c, last, 0, jc + j,
+                                                  epilogue);
                     };
                     // Later row blocks against the whole packed B block; a_own is the calling
                     // thread's A buffer, packed_ic which block it holds.
@@ -409,7 +423,12 @@ namespace xconv
                         const std::size_t ic = (1 + t / n_groups) * MC;
                         const std::size_t g = t % n_groups;
                         const std::size_t mc = std::min(MC, M - ic);
-                        if (ic != packed_ic)
+                        const T* a_block = a_own;
+                        if constexpr (a_prepacked)
+                        {
+                            a_block = pack_a.block(ic, pc, kc);
+                        }
+                        else if (ic != packed_ic)
                         {
                             pack_a(ic, mc, pc, kc, a_own);
                             packed_ic = ic;
@@ -417,11 +436,27 @@ namespace xconv
                         const std::size_t j_begin = g * per_group * NR;
                         const std::size_t j_end = std::min(nc, j_begin + per_group * NR);
                         matrix_view<T> c{&C(static_cast<std::ptrdiff_t>(ic), static_cast<std::ptrdiff_t>(jc)), C.rs, C.cs};
-                        gemm_macrokernel<T, Arch>(mc, j_begin, j_end, kc, a_own, b_packed, c, load_c, last, ic, jc, epilogue);
+                        const T* b_block = nullptr;
+                        if constexpr (b_prepacked)
+                        {
+                            b_block = pack_b.block(pc, kc, jc);
+                        }
+                        else
+                        {
+                            b_block = b_packed;
+                        }
+                        gemm_macrokernel<T, Arch>(mc, j_begin, j_end, kc, a_block, b_block, c, load_c, last, ic, jc, epilogue);
                     };
                     const std::size_t n_tasks = rest_ic * n_groups;
 
-                    pack_a(0, mc_first, pc, kc, a_first);
+                    if constexpr (a_prepacked)
+                    {
+                        a_first_block = pack_a.block(0, pc, kc);
+                    }
+                    else
+                    {
+                        pack_a(0, mc_first, pc, kc, a_first);
+                    }
 #if defined(XCONV_USE_OPENMP)
 #pragma omp parallel if (parallel)
                     {
@@ -433,7 +468,7 @@ namespace xconv
                         // (implicit barrier: B is packed)
                         if (n_tasks > 0)
                         {
-                            T* a_own = gemm_workspace<T>::local().a.get(mc_max * kc_max);
+                            T* a_own = a_prepacked ? nullptr : gemm_workspace<T>::local().a.get(mc_max * kc_max);
                             std::size_t packed_ic = static_cast<std::size_t>(-1);
                             // Round robin, so that the (usually partial) last row block is shared
                             // out like the others; each thread packs the A blocks it meets.

@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <type_traits>
 #include <utility>
 
 #include "gemm_view.hpp"
@@ -273,6 +274,113 @@ namespace xconv
         {
             return {std::move(row)};
         }
+
+        // ------------------------------------------------------------------ operands packed once
+        //
+        // An operand that several GEMMs share (a convolution's weight, used for every sample and
+        // every tile of positions) can be packed once for all of them. The whole of A (M x K) or
+        // B (K x N) is then stored as the driver would pack it, block after block:
+        //   A: for each depth block pc (steps of kc from 0), ceil(M / mr) panels of mr rows;
+        //      block (i0, pc) starts at pc * round_up(M, mr) + i0 * kc.
+        //   B: for each depth block pc, ceil(N / nr) panels of nr columns;
+        //      block (pc, j0) starts at pc * round_up(N, nr) + j0 * kc.
+        // The driver reads such an operand in place (no copy) when its packer is prepacked_a or
+        // prepacked_b. A GEMM may use a sub-range of the rows of a packed A (or of the columns of
+        // a packed B) that starts on a panel boundary: rows past the sub-range in its last panel
+        // are then not zero, but the driver computes only the rows (columns) of its C.
+
+        /// Elements of A (M x K) packed whole.
+        template <class T, class Arch = gemm_arch>
+        constexpr std::size_t prepacked_a_size(std::size_t M, std::size_t K) noexcept
+        {
+            constexpr std::size_t MR = gemm_traits<T, Arch>::mr;
+            return (M + MR - 1) / MR * MR * K;
+        }
+
+        /// Elements of B (K x N) packed whole.
+        template <class T, class Arch = gemm_arch>
+        constexpr std::size_t prepacked_b_size(std::size_t K, std::size_t N) noexcept
+        {
+            constexpr std::size_t NR = gemm_traits<T, Arch>::nr;
+            return (N + NR - 1) / NR * NR * K;
+        }
+
+        /// Packs all of A (M x K) with `pack` into dst (prepacked_a_size elements).
+        template <class T, class Arch = gemm_arch, class PackA>
+        void prepack_a(const PackA& pack, std::size_t M, std::size_t K, T* dst)
+        {
+            using traits = gemm_traits<T, Arch>;
+            const std::size_t Mpad = (M + traits::mr - 1) / traits::mr * traits::mr;
+            for (std::size_t pc = 0; pc < K; pc += traits::kc)
+            {
+                const std::size_t kc = std::min(traits::kc, K - pc);
+                for (std::size_t ic = 0; ic < M; ic += traits::mc)
+                {
+                    pack(ic, std::min(traits::mc, M - ic), pc, kc, dst + pc * Mpad + ic * kc);
+                }
+            }
+        }
+
+        /// Packs all of B (K x N) with `pack` into dst (prepacked_b_size elements).
+        template <class T, class Arch = gemm_arch, class PackB>
+        void prepack_b(const PackB& pack, std::size_t K, std::size_t N, T* dst)
+        {
+            using traits = gemm_traits<T, Arch>;
+            const std::size_t Npad = (N + traits::nr - 1) / traits::nr * traits::nr;
+            for (std::size_t pc = 0; pc < K; pc += traits::kc)
+            {
+                const std::size_t kc = std::min(traits::kc, K - pc);
+                for (std::size_t jc = 0; jc < N; jc += traits::nc)
+                {
+                    pack(pc, kc, jc, std::min(traits::nc, N - jc), dst + pc * Npad + jc * kc);
+                }
+            }
+        }
+
+        /// The rows [row0, row0 + M) of an A of `rows` rows packed whole by prepack_a (row0 a
+        /// multiple of mr), as the A operand of a GEMM. The driver reads the blocks in place.
+        template <class T, class Arch = gemm_arch>
+        struct prepacked_a
+        {
+            const T* data;
+            std::size_t rows;
+            std::size_t row0 = 0;
+
+            const T* block(std::size_t i0, std::size_t k0, std::size_t kc) const noexcept
+            {
+                constexpr std::size_t MR = gemm_traits<T, Arch>::mr;
+                return data + k0 * ((rows + MR - 1) / MR * MR) + (row0 + i0) * kc;
+            }
+        };
+
+        /// The columns [col0, col0 + N) of a B of `cols` columns packed whole by prepack_b (col0 a
+        /// multiple of nr), as the B operand of a GEMM.
+        template <class T, class Arch = gemm_arch>
+        struct prepacked_b
+        {
+            const T* data;
+            std::size_t cols;
+            std::size_t col0 = 0;
+
+            const T* block(std::size_t k0, std::size_t kc, std::size_t j0) const noexcept
+            {
+                constexpr std::size_t NR = gemm_traits<T, Arch>::nr;
+                return data + k0 * ((cols + NR - 1) / NR * NR) + (col0 + j0) * kc;
+            }
+        };
+
+        template <class P>
+        struct is_prepacked : std::false_type
+        {
+        };
+        template <class T, class Arch>
+        struct is_prepacked<prepacked_a<T, Arch>> : std::true_type
+        {
+        };
+        template <class T, class Arch>
+        struct is_prepacked<prepacked_b<T, Arch>> : std::true_type
+        {
+        };
     }  // namespace detail
 }  // namespace xconv
 
