@@ -49,11 +49,11 @@ namespace
             unfold_case c;
             c.C = random_int(gen, 1, 3);
             c.H = random_int(gen, 1, 13);
-            c.W = random_int(gen, 1, 13);
+            c.W = random_int(gen, 1, 20);
             c.g.kernel_h = random_int(gen, 1, 4);
             c.g.kernel_w = random_int(gen, 1, 4);
             c.g.stride_h = random_int(gen, 1, 3);
-            c.g.stride_w = random_int(gen, 1, 3);
+            c.g.stride_w = random_int(gen, 1, 5);
             c.g.pad_h = random_int(gen, 0, 2);
             c.g.pad_w = random_int(gen, 0, 2);
             c.g.dil_h = random_int(gen, 1, 2);

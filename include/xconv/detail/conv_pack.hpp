@@ -559,6 +559,11 @@ namespace xconv
         /// The taps of a channel are visited last to first, so that every pixel receives its
         /// contributions in increasing order of position l: the sum is the same whatever the
         /// tiling of the positions (and the channel split), bit for bit.
+        /// col2im_tile's interleaved additions: largest stride, vector lanes.
+        constexpr std::int64_t col2im_max_interleave_stride = 8;
+        template <class T>
+        constexpr std::int64_t col2im_lanes = 64 / static_cast<std::int64_t>(sizeof(T));
+
         template <class T>
         void col2im_tile(const T* tile,
                          std::int64_t ks,
@@ -577,6 +582,41 @@ namespace xconv
             // so they are added as one interleaved, contiguous (vectorisable) stream. Each pixel
             // still receives its contributions in the same order.
             const bool pairs = sw == 2 && w.dil_w == 1 && ls == 1;
+#if defined(__AVX512F__) && !defined(XCONV_GEMM_NO_SIMD)
+            // Strides 3 to 8 whose taps along x all land on different pixels of a stride period
+            // ((kw - 1) * dil_w < stride): a run's taps are interleaved into one contiguous stream
+            // in a buffer and added with masked vector additions, each pixel still receiving
+            // exactly the contributions, in the same order, as tap by tap.
+            const bool interleave = !pairs && ls == 1 && sw >= 3 && sw <= col2im_max_interleave_stride && kw >= 2
+                                    && (kw - 1) * w.dil_w < sw && (std::is_same<T, float>::value || std::is_same<T, double>::value);
+            constexpr std::int64_t VL = col2im_lanes<T>;
+            // For a vector of the interleaved stream that starts at offset r (mod sw) of a stride
+            // period: the lanes that receive a tap (phase_mask), those of tap j (tap_mask[r][j]),
+            // and the position of each lane's value relative to the vector's first (perm).
+            std::uint32_t phase_mask[col2im_max_interleave_stride] = {};
+            std::uint32_t tap_mask[col2im_max_interleave_stride][col2im_max_interleave_stride] = {};
+            alignas(64) std::int32_t perm32[col2im_max_interleave_stride][16] = {};
+            alignas(64) std::int64_t perm64[col2im_max_interleave_stride][8] = {};
+            if (interleave)
+            {
+                for (std::int64_t r = 0; r < sw; ++r)
+                {
+                    for (std::int64_t l = 0; l < VL; ++l)
+                    {
+                        const std::int64_t o = (r + l) % sw;
+                        perm32[r][l % 16] = static_cast<std::int32_t>((r + l) / sw);
+                        perm64[r][l % 8] = (r + l) / sw;
+                        if (o % w.dil_w == 0 && o / w.dil_w < kw)
+                        {
+                            phase_mask[r] |= std::uint32_t(1) << l;
+                            tap_mask[r][o / w.dil_w] |= std::uint32_t(1) << l;
+                        }
+                    }
+                }
+            }
+#else
+            constexpr bool interleave = false;
+#endif
             conv_parallel_for(c_end - c_begin, parallel, [&](std::int64_t t) {
                 const std::int64_t c = c_begin + t;
                 T* dst_plane = plane + c * P;
@@ -609,6 +649,81 @@ namespace xconv
                             }
                         }
                     };
+#if defined(__AVX512F__) && !defined(XCONV_GEMM_NO_SIMD)
+                    if (interleave)
+                    {
+                        for (std::size_t s = 0; s < n_segs; ++s)
+                        {
+                            const conv_segment& sg = segs[s];
+                            const std::int64_t y = sg.oy * w.stride_h + y_off;
+                            if (static_cast<std::uint64_t>(y) >= static_cast<std::uint64_t>(w.height))
+                            {
+                                continue;
+                            }
+                            // The positions where every tap is inside the image; the rest tap by tap.
+                            std::int64_t a = sg.ox_begin, b = sg.ox_end;
+                            for (std::int64_t j = 0; j < kw; ++j)
+                            {
+                                const auto js = static_cast<std::size_t>(j);
+                                a = std::max(a, taps.x_lo[js]);
+                                b = std::min(b, taps.x_hi[js]);
+                            }
+                            b = std::max(a, b);
+                            for (std::int64_t j = kw - 1; j >= 0; --j)
+                            {
+                                const auto js = static_cast<std::size_t>(j);
+                                const std::int64_t aj = std::clamp(taps.x_lo[js], sg.ox_begin, sg.ox_end);
+                                const std::int64_t bj = std::clamp(taps.x_hi[js], aj, sg.ox_end);
+                                single(j, sg, y, aj, std::min(bj, a));
+                                single(j, sg, y, std::max(aj, b), bj);
+                            }
+                            if (b <= a)
+                            {
+                                continue;
+                            }
+                            // Vector t0 of the stream: lane l is pixel t0 + l of the run, i.e.
+                            // tap (t0 + l) % sw of position (t0 + l) / sw, gathered from the taps'
+                            // rows with one permute each.
+                            const std::int64_t n = b - a;
+                            const std::int64_t span = (n - 1) * sw + (kw - 1) * w.dil_w + 1;
+                            const T* v0 = row_taps + (sg.dst + a - sg.ox_begin);
+                            T* d = dst_plane + y * w.width + a * sw + taps.x_off[0];
+                            for (std::int64_t t0 = 0; t0 < span; t0 += VL)
+                            {
+                                const std::int64_t r0 = t0 % sw, eb = t0 / sw;
+                                const std::uint32_t m =
+                                    phase_mask[r0] & (span - t0 >= VL ? ~std::uint32_t(0) : (std::uint32_t(1) << (span - t0)) - 1u);
+                                if constexpr (std::is_same<T, float>::value)
+                                {
+                                    const __m512i idx = _mm512_load_si512(perm32[r0]);
+                                    const __mmask16 valid = lane_mask16(n - eb);
+                                    __m512 acc = _mm512_setzero_ps();
+                                    for (std::int64_t j = 0; j < kw; ++j)
+                                    {
+                                        const __m512 vj = _mm512_maskz_loadu_ps(valid, v0 + j * ks + eb);
+                                        acc = _mm512_mask_permutexvar_ps(acc, static_cast<__mmask16>(tap_mask[r0][j]), idx, vj);
+                                    }
+                                    const __mmask16 k = static_cast<__mmask16>(m);
+                                    _mm512_mask_storeu_ps(d + t0, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, d + t0), acc));
+                                }
+                                else
+                                {
+                                    const __m512i idx = _mm512_load_si512(perm64[r0]);
+                                    const __mmask8 valid = lane_mask8(n - eb);
+                                    __m512d acc = _mm512_setzero_pd();
+                                    for (std::int64_t j = 0; j < kw; ++j)
+                                    {
+                                        const __m512d vj = _mm512_maskz_loadu_pd(valid, v0 + j * ks + eb);
+                                        acc = _mm512_mask_permutexvar_pd(acc, static_cast<__mmask8>(tap_mask[r0][j]), idx, vj);
+                                    }
+                                    const __mmask8 k = static_cast<__mmask8>(m);
+                                    _mm512_mask_storeu_pd(d + t0, k, _mm512_add_pd(_mm512_maskz_loadu_pd(k, d + t0), acc));
+                                }
+                            }
+                        }
+                        continue;
+                    }
+#endif
                     for (std::int64_t j = kw - 1; j >= 0;)
                     {
                         const auto js = static_cast<std::size_t>(j);
