@@ -413,6 +413,33 @@ namespace xconv
         }
 
         /// Walks the rows k = (c*kh + i)*kw + j of the columns in order.
+        /// The largest distance, in elements of a plane, between a block's origin and one of its
+        /// taps (bounds the indices of a gather).
+        inline std::int64_t tap_reach(const conv_taps& taps, const window2d& w) noexcept
+        {
+            std::int64_t dy = 0, dx = 0;
+            for (const std::int64_t v : taps.y_off)
+            {
+                dy = std::max(dy, v < 0 ? -v : v);
+            }
+            for (const std::int64_t v : taps.x_off)
+            {
+                dx = std::max(dx, v < 0 ? -v : v);
+            }
+            return dy > (std::int64_t(1) << 30) / std::max<std::int64_t>(w.width, 1) ? std::int64_t(1) << 30 : dy * w.width + dx;
+        }
+
+        /// The calling thread's buffer of at least n 32-bit indices (the gathering packer's).
+        inline std::int32_t* conv_index_buffer(std::size_t n)
+        {
+            thread_local std::vector<std::int32_t> buffer;
+            if (buffer.size() < n)
+            {
+                buffer.resize(n);
+            }
+            return buffer.data();
+        }
+
         struct conv_tap_cursor
         {
             std::int64_t c, i, j;
@@ -504,13 +531,94 @@ namespace xconv
                     plane_stride != 0 ? max_segments_batched(imc, w.blocks(), w.blocks_w) : max_segments(imc, w.blocks_w));
                 // One row of the block, padded to whole panels.
                 const std::size_t row_len = panels * MR;
-                T* row = conv_workspace<T>::local().stage.get(row_len);
+                T* row = conv_workspace<T>::local().stage.get(row_len + 64 / sizeof(T));
                 conv_segment* segs = conv_segments(conv_segment_slot::packer, seg_cap);
                 const std::size_t n_segs = plane_stride != 0
                                                ? split_positions_batched(w, w.blocks(), plane_stride, l0, l0 + imc, segs)
                                                : split_positions(w, l0, l0 + imc, segs);
                 std::fill(row + mc, row + row_len, T(0));
                 conv_tap_cursor at(w, static_cast<std::int64_t>(k0));
+#if defined(__AVX512F__) && defined(__AVX512VL__) && !defined(XCONV_GEMM_NO_SIMD)
+                // Short runs (narrow images): each row is gathered 16 floats (8 doubles) at a time,
+                // from per-position offsets computed once, instead of run by run.
+                const std::int64_t samples = plane_stride != 0 ? (l0 + imc - 1) / w.blocks() + 1 : 1;
+                const bool gather = (std::is_same<T, float>::value || std::is_same<T, double>::value)
+                                    && w.blocks_w < 32
+                                    && (samples - 1) * std::max<std::int64_t>(plane_stride, 0) + (at.c + 1 + static_cast<std::int64_t>(kc) / w.taps()) * P
+                                           < (std::int64_t(1) << 30)
+                                    && w.height < (std::int64_t(1) << 30) && w.width < (std::int64_t(1) << 30)
+                                    && tap_reach(*taps, w) < (std::int64_t(1) << 29);
+                if (gather)
+                {
+                    constexpr std::int64_t VL = 64 / static_cast<std::int64_t>(sizeof(T));
+                    const std::size_t lanes_total = panels * MR + static_cast<std::size_t>(VL);
+                    std::int32_t* pos = conv_index_buffer(3 * lanes_total);
+                    std::int32_t* pos_y = pos;
+                    std::int32_t* pos_x = pos + lanes_total;
+                    std::int32_t* pos_off = pos + 2 * lanes_total;
+                    for (std::int64_t r = 0; r < imc; ++r)
+                    {
+                        const std::int64_t l = l0 + r;
+                        const std::int64_t sample = plane_stride != 0 ? l / w.blocks() : 0;
+                        const std::int64_t ll = l - sample * (plane_stride != 0 ? w.blocks() : 0);
+                        const std::int64_t oy = ll / w.blocks_w, ox = ll - oy * w.blocks_w;
+                        pos_y[r] = static_cast<std::int32_t>(oy * w.stride_h);
+                        pos_x[r] = static_cast<std::int32_t>(ox * w.stride_w);
+                        pos_off[r] = static_cast<std::int32_t>(sample * plane_stride + oy * w.stride_h * w.width + ox * w.stride_w);
+                    }
+                    for (std::int64_t r = imc; r < static_cast<std::int64_t>(lanes_total); ++r)
+                    {
+                        pos_y[r] = -(std::int32_t(1) << 30);  // outside the image whatever the tap: masked off
+                        pos_x[r] = 0;
+                        pos_off[r] = 0;
+                    }
+                    for (std::size_t k = 0; k < kc; ++k, at.next(w))
+                    {
+                        const auto i = static_cast<std::size_t>(at.i), j = static_cast<std::size_t>(at.j);
+                        const std::int64_t dy = taps->y_off[i], dx = taps->x_off[j];
+                        const std::int64_t base = at.c * P + dy * w.width + dx;
+                        if constexpr (std::is_same<T, float>::value)
+                        {
+                            const __m512i vdy = _mm512_set1_epi32(static_cast<std::int32_t>(dy));
+                            const __m512i vdx = _mm512_set1_epi32(static_cast<std::int32_t>(dx));
+                            const __m512i vh = _mm512_set1_epi32(static_cast<std::int32_t>(w.height));
+                            const __m512i vw = _mm512_set1_epi32(static_cast<std::int32_t>(w.width));
+                            const __m512i vbase = _mm512_set1_epi32(static_cast<std::int32_t>(base));
+                            for (std::int64_t r = 0; r < imc; r += 16)
+                            {
+                                const __m512i y = _mm512_add_epi32(_mm512_loadu_si512(pos_y + r), vdy);
+                                const __m512i x = _mm512_add_epi32(_mm512_loadu_si512(pos_x + r), vdx);
+                                const __mmask16 inside = _mm512_cmplt_epu32_mask(y, vh) & _mm512_cmplt_epu32_mask(x, vw);
+                                const __m512i idx = _mm512_add_epi32(_mm512_loadu_si512(pos_off + r), vbase);
+                                _mm512_storeu_ps(row + r, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), inside, idx, plane, 4));
+                            }
+                        }
+                        else
+                        {
+                            const __m256i vdy = _mm256_set1_epi32(static_cast<std::int32_t>(dy));
+                            const __m256i vdx = _mm256_set1_epi32(static_cast<std::int32_t>(dx));
+                            const __m256i vh = _mm256_set1_epi32(static_cast<std::int32_t>(w.height));
+                            const __m256i vw = _mm256_set1_epi32(static_cast<std::int32_t>(w.width));
+                            const __m256i vbase = _mm256_set1_epi32(static_cast<std::int32_t>(base));
+                            for (std::int64_t r = 0; r < imc; r += 8)
+                            {
+                                const __m256i y = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pos_y + r)), vdy);
+                                const __m256i x = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pos_x + r)), vdx);
+                                const __mmask8 inside = _mm256_cmplt_epu32_mask(y, vh) & _mm256_cmplt_epu32_mask(x, vw);
+                                const __m256i idx =
+                                    _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pos_off + r)), vbase);
+                                _mm512_storeu_pd(row + r, _mm512_mask_i32gather_pd(_mm512_setzero_pd(), inside, idx, plane, 8));
+                            }
+                        }
+                        T* d = dst + k * MR;
+                        for (std::size_t p = 0; p < panels; ++p)
+                        {
+                            copy_run(row + p * MR, d + p * MR * kc, static_cast<std::int64_t>(MR));
+                        }
+                    }
+                    return;
+                }
+#endif
                 for (std::size_t k = 0; k < kc; ++k, at.next(w))
                 {
                     const auto i = static_cast<std::size_t>(at.i), j = static_cast<std::size_t>(at.j);
