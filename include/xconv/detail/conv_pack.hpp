@@ -467,6 +467,59 @@ namespace xconv
             }
         };
 
+        /// Rows [k0, k0 + kc) of cols(plane) on the positions of the runs segs: row k - k0 at
+        /// dst + (k - k0) * ld, each run at its offset `dst` there. Run by run, all the rows for
+        /// each, so that the run's place in the image stays in registers while the taps change.
+        template <class T>
+        void im2col_runs(const T* plane,
+                         const window2d& w,
+                         const conv_taps& taps,
+                         std::int64_t k0,
+                         std::int64_t kc,
+                         const conv_segment* segs,
+                         std::size_t n_segs,
+                         T* dst,
+                         std::int64_t ld) noexcept
+        {
+            const std::int64_t P = w.plane(), sw = w.stride_w;
+            for (std::size_t s = 0; s < n_segs; ++s)
+            {
+                const conv_segment& sg = segs[s];
+                const std::int64_t len = sg.ox_end - sg.ox_begin;
+                const std::int64_t y0 = sg.oy * w.stride_h;
+                const T* base = plane + sg.plane + sg.ox_begin * sw;
+                T* dcol = dst + sg.dst;
+                conv_tap_cursor at(w, k0);
+                for (std::int64_t k = 0; k < kc; ++k, at.next(w))
+                {
+                    const auto i = static_cast<std::size_t>(at.i), j = static_cast<std::size_t>(at.j);
+                    T* o = dcol + k * ld;
+                    const std::int64_t y = y0 + taps.y_off[i];
+                    if (static_cast<std::uint64_t>(y) >= static_cast<std::uint64_t>(w.height))
+                    {
+                        zero_run(o, len);
+                        continue;
+                    }
+                    const std::int64_t a = std::clamp(taps.x_lo[j], sg.ox_begin, sg.ox_end) - sg.ox_begin;
+                    const std::int64_t b = std::clamp(taps.x_hi[j], sg.ox_begin + a, sg.ox_end) - sg.ox_begin;
+                    zero_run(o, a);
+                    if (b > a)
+                    {
+                        const T* src = base + at.c * P + y * w.width + taps.x_off[j] + a * sw;
+                        if (sw == 1)
+                        {
+                            copy_run(src, o + a, b - a);
+                        }
+                        else
+                        {
+                            strided_copy(src, sw, o + a, b - a);
+                        }
+                    }
+                    zero_run(o + b, len - b);
+                }
+            }
+        }
+
         /// Packed B panels of cols(plane) (see gemm_pack.hpp for the layout): B(k, j) is row k of
         /// the columns at position l_offset + j. Reads the plane directly; no column matrix.
         template <class T, class Arch = gemm_arch>
@@ -481,7 +534,6 @@ namespace xconv
             {
                 constexpr std::size_t NR = gemm_traits<T, Arch>::nr;
                 const window2d& w = *win;
-                const std::int64_t P = w.plane();
                 conv_segment segs[NR + 2];
                 for (std::size_t q = 0; q < nc; q += NR)
                 {
@@ -489,16 +541,13 @@ namespace xconv
                     const std::int64_t l0 = l_offset + static_cast<std::int64_t>(j0 + q);
                     const std::size_t n_segs = split_positions(w, l0, l0 + static_cast<std::int64_t>(n), segs);
                     T* d = dst + q * kc;
-                    conv_tap_cursor at(w, static_cast<std::int64_t>(k0));
-                    for (std::size_t k = 0; k < kc; ++k, at.next(w))
+                    im2col_runs(plane, w, *taps, static_cast<std::int64_t>(k0), static_cast<std::int64_t>(kc), segs, n_segs, d,
+                                static_cast<std::int64_t>(NR));
+                    if (n < NR)
                     {
-                        const auto i = static_cast<std::size_t>(at.i), j = static_cast<std::size_t>(at.j);
-                        T* drow = d + k * NR;
-                        im2col_row(plane + at.c * P, w, taps->y_off[i], taps->x_off[j], taps->x_lo[j], taps->x_hi[j],
-                                   segs, n_segs, drow);
-                        for (std::size_t r = n; r < NR; ++r)
+                        for (std::size_t k = 0; k < kc; ++k)
                         {
-                            drow[r] = T(0);
+                            zero_run(d + k * NR + n, static_cast<std::int64_t>(NR - n));
                         }
                     }
                 }
@@ -648,15 +697,8 @@ namespace xconv
                          T* dst,
                          std::int64_t ld) noexcept
         {
-            const std::int64_t P = w.plane();
             const std::size_t n_segs = split_positions(w, l_begin, l_end, segs);
-            conv_tap_cursor at(w, k_begin);
-            for (std::int64_t k = k_begin; k < k_end; ++k, at.next(w))
-            {
-                const auto i = static_cast<std::size_t>(at.i), j = static_cast<std::size_t>(at.j);
-                im2col_row(plane + at.c * P, w, taps.y_off[i], taps.x_off[j], taps.x_lo[j], taps.x_hi[j], segs, n_segs,
-                           dst + (k - k_begin) * ld);
-            }
+            im2col_runs(plane, w, taps, k_begin, k_end - k_begin, segs, n_segs, dst, ld);
         }
 
         /// col2im on the positions of the runs segs (from split_positions) and the channels
