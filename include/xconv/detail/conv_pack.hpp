@@ -764,8 +764,6 @@ namespace xconv
                     }
                 }
             }
-#else
-            constexpr bool interleave = false;
 #endif
             conv_parallel_for(c_end - c_begin, parallel, [&](std::int64_t t) {
                 const std::int64_t c = c_begin + t;
