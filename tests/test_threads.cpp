@@ -209,6 +209,8 @@ namespace
         {"transposed grouped", true, 2, 8, 12, 5, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2},
         {"transposed depthwise", true, 3, 8, 8, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1, 8},
         {"transposed, one sample", true, 1, 32, 32, 12, 12, 4, 4, 2, 2, 1, 1, 1, 1, 1},
+        {"few input channels, one sample (col2im in bands of rows)", false, 1, 3, 16, 21, 20, 7, 7, 2, 2, 3, 3, 1, 1, 1},
+        {"transposed, two output channels, one sample (col2im in bands of rows)", true, 1, 16, 2, 9, 8, 4, 4, 2, 2, 1, 1, 1, 1, 1},
     };
 }  // namespace
 

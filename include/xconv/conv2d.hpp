@@ -158,10 +158,11 @@ namespace xconv
                                              ? packed_weights<T>{}
                                              : pack_weights(weight_operand::forward_a, weight, p.groups, Cout_g, K, p.batch);
             for_each_sample_group<T>(p.batch, p.groups, [&](std::int64_t n, std::int64_t g, std::size_t budget, bool) {
-                if (direct && n * p.groups + g + 1 < p.batch * p.groups)
+                if (direct && n * p.groups + g + direct_prefetch_distance < p.batch * p.groups)
                 {
-                    // A direct pass streams through memory: fetch the next group's planes now.
-                    prefetch_span(x + (n * p.in_channels + (g + 1) * Cin_g) * in_plane, Cin_g * in_plane);
+                    // A direct pass streams through memory: fetch the planes of a later group now
+                    // (the groups of a sample follow each other in memory, and then the next sample).
+                    prefetch_span(x + (n * p.in_channels + (g + direct_prefetch_distance) * Cin_g) * in_plane, Cin_g * in_plane);
                 }
                 const T* src = conv2d_group_input(p, x, n, g, conv_workspace<T>::local().padded);
                 lowered_forward(p.win, taps, Cin_g, Cout_g, weight + g * Cout_g * K, src,

@@ -765,8 +765,21 @@ namespace xconv
                 }
             }
 #endif
-            conv_parallel_for(c_end - c_begin, parallel, [&](std::int64_t t) {
-                const std::int64_t c = c_begin + t;
+            // Tasks: channels, and bands of rows of each when there are few channels for the
+            // threads (a task adds only the contributions to its rows, in the same order).
+            const std::int64_t channels = c_end - c_begin;
+            std::int64_t bands = 1;
+            if (parallel)
+            {
+                const std::int64_t threads = conv_threads();
+                if (threads > 1 && channels < 4 * threads)
+                {
+                    bands = std::clamp<std::int64_t>((4 * threads + channels - 1) / channels, 1, w.height);
+                }
+            }
+            conv_parallel_for(channels * bands, parallel, [&](std::int64_t t) {
+                const std::int64_t c = c_begin + t / bands, band = t % bands;
+                const std::int64_t y_lo = w.height * band / bands, y_hi = w.height * (band + 1) / bands;
                 T* dst_plane = plane + c * P;
                 for (std::int64_t i = kh - 1; i >= 0; --i)
                 {
@@ -804,7 +817,7 @@ namespace xconv
                         {
                             const conv_segment& sg = segs[s];
                             const std::int64_t y = sg.oy * w.stride_h + y_off;
-                            if (static_cast<std::uint64_t>(y) >= static_cast<std::uint64_t>(w.height))
+                            if (y < y_lo || y >= y_hi)
                             {
                                 continue;
                             }
@@ -880,7 +893,7 @@ namespace xconv
                         {
                             const conv_segment& sg = segs[s];
                             const std::int64_t y = sg.oy * w.stride_h + y_off;
-                            if (static_cast<std::uint64_t>(y) >= static_cast<std::uint64_t>(w.height))
+                            if (y < y_lo || y >= y_hi)
                             {
                                 continue;
                             }

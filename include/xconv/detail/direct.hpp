@@ -59,6 +59,9 @@ namespace xconv
 #endif
         }
 
+        /// How many groups ahead a direct forward pass prefetches its input planes.
+        constexpr std::int64_t direct_prefetch_distance = 2;
+
         /// Whether a pass writing `bytes` of output in all should write it with non-temporal stores
         /// (where it can): outputs much larger than the caches are not read back soon, and
         /// streaming saves reading each line before it is overwritten.
