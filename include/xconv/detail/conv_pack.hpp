@@ -557,6 +557,11 @@ namespace xconv
         /// Packed A panels of cols(plane)^T (see gemm_pack.hpp for the layout): A(r, k) is row k of
         /// the columns at position l_offset + r. Each row k of the block is gathered into an
         /// L1-sized row of the calling thread's stage buffer, then dealt out to the mr-row panels.
+        /// Output widths below which im2col_t_a_packer gathers (AVX-512).
+        constexpr std::int64_t t_a_gather_width = 8;
+        /// Rows of cols^T im2col_t_a_packer builds at a time (without gathers).
+        constexpr std::size_t t_a_rows_per_block = 16;
+
         template <class T, class Arch = gemm_arch>
         struct im2col_t_a_packer
         {
@@ -580,7 +585,7 @@ namespace xconv
                     plane_stride != 0 ? max_segments_batched(imc, w.blocks(), w.blocks_w) : max_segments(imc, w.blocks_w));
                 // One row of the block, padded to whole panels.
                 const std::size_t row_len = panels * MR;
-                T* row = conv_workspace<T>::local().stage.get(row_len + 64 / sizeof(T));
+                T* row = conv_workspace<T>::local().stage.get(t_a_rows_per_block * row_len + 64 / sizeof(T));
                 conv_segment* segs = conv_segments(conv_segment_slot::packer, seg_cap);
                 const std::size_t n_segs = plane_stride != 0
                                                ? split_positions_batched(w, w.blocks(), plane_stride, l0, l0 + imc, segs)
@@ -592,7 +597,7 @@ namespace xconv
                 // from per-position offsets computed once, instead of run by run.
                 const std::int64_t samples = plane_stride != 0 ? (l0 + imc - 1) / w.blocks() + 1 : 1;
                 const bool gather = (std::is_same<T, float>::value || std::is_same<T, double>::value)
-                                    && w.blocks_w < 32
+                                    && w.blocks_w < t_a_gather_width
                                     && (samples - 1) * std::max<std::int64_t>(plane_stride, 0) + (at.c + 1 + static_cast<std::int64_t>(kc) / w.taps()) * P
                                            < (std::int64_t(1) << 30)
                                     && w.height < (std::int64_t(1) << 30) && w.width < (std::int64_t(1) << 30)
@@ -668,15 +673,25 @@ namespace xconv
                     return;
                 }
 #endif
-                for (std::size_t k = 0; k < kc; ++k, at.next(w))
+                // Blocks of rows built run by run (im2col_runs), then dealt out row by row.
+                (void)P;
+                for (std::size_t r = 1; r < t_a_rows_per_block; ++r)
                 {
-                    const auto i = static_cast<std::size_t>(at.i), j = static_cast<std::size_t>(at.j);
-                    im2col_row(plane + at.c * P, w, taps->y_off[i], taps->x_off[j], taps->x_lo[j], taps->x_hi[j], segs,
-                               n_segs, row);
-                    T* d = dst + k * MR;
-                    for (std::size_t p = 0; p < panels; ++p)
+                    std::fill(row + r * row_len + mc, row + (r + 1) * row_len, T(0));
+                }
+                for (std::size_t kb = 0; kb < kc; kb += t_a_rows_per_block)
+                {
+                    const std::size_t nk = std::min<std::size_t>(t_a_rows_per_block, kc - kb);
+                    im2col_runs(plane, w, *taps, static_cast<std::int64_t>(k0 + kb), static_cast<std::int64_t>(nk), segs, n_segs,
+                                row, static_cast<std::int64_t>(row_len));
+                    for (std::size_t kk = 0; kk < nk; ++kk)
                     {
-                        copy_run(row + p * MR, d + p * MR * kc, static_cast<std::int64_t>(MR));
+                        const T* src = row + kk * row_len;
+                        T* d = dst + (kb + kk) * MR;
+                        for (std::size_t p = 0; p < panels; ++p)
+                        {
+                            copy_run(src + p * MR, d + p * MR * kc, static_cast<std::int64_t>(MR));
+                        }
                     }
                 }
             }
