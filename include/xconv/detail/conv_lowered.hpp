@@ -36,6 +36,8 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <new>
 #include <numeric>
 
 #include "../options.hpp"
@@ -117,9 +119,17 @@ namespace xconv
 
         /// The weights of all groups of a call, packed once for the GEMMs of every sample (data
         /// null when they are not packed: the passes then pack per GEMM).
+        /// The buffer is the call's own and is freed with it, so that it does not stay resident
+        /// next to the per-thread buffers that later calls reuse.
         template <class T>
         struct packed_weights
         {
+            struct aligned_delete
+            {
+                void operator()(T* p) const noexcept { ::operator delete(p, std::align_val_t{64}); }
+            };
+
+            std::unique_ptr<T, aligned_delete> storage;
             const T* data = nullptr;
             std::size_t group_elements = 0;
             std::size_t bytes = 0;  // scratch taken, to be left out of the passes' budgets
@@ -131,7 +141,7 @@ namespace xconv
         };
 
         /// Packs the weight [G * Cg, K] (group g's W_g at W + g * Cg * K) as the operand `how` of
-        /// the passes, into the calling thread's buffer, when it is used by more than one sample
+        /// the passes, into a buffer of the call's, when it is used by more than one sample
         /// and takes at most three quarters of the scratch limit.
         template <class T>
         packed_weights<T> pack_weights(weight_operand how, const T* W, std::int64_t G, std::int64_t Cg, std::int64_t K,
@@ -147,7 +157,8 @@ namespace xconv
             {
                 return r;
             }
-            T* dst = conv_workspace<T>::local().weights.get(per * static_cast<std::size_t>(G));
+            r.storage.reset(static_cast<T*>(::operator new(bytes, std::align_val_t{64})));
+            T* dst = r.storage.get();
             for (std::int64_t g = 0; g < G; ++g)
             {
                 const T* Wg = W + g * Cg * K;

@@ -100,7 +100,6 @@ namespace xconv
             conv_buffer<T> band;      // a band of output rows of a direct pass, before streaming out
             conv_buffer<T> padded;    // padded input planes (padding modes other than zeros)
             conv_buffer<T> padded_grad;
-            conv_buffer<T> weights;   // the weights of a call packed once for all its GEMMs
 
             static conv_workspace& local()
             {
