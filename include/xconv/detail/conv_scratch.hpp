@@ -8,7 +8,9 @@
 // summed over the threads it runs on, stays below scratch_limit() (4 MiB unless changed).
 //
 // The buffers are per thread (thread_local) and only grow, so a steady stream of calls
-// allocates nothing; their size is bounded by the limit in force when they grew.
+// allocates nothing; their size is bounded by the limit in force when they grew. One exception:
+// a call whose weight serves several samples packs it once into a buffer of its own (at most
+// three quarters of the limit, taken out of the other buffers' share) and frees it on return.
 //
 // Two things are outside the cap: a padded copy of one sample's group of input channels (or of
 // its gradient) for padding modes other than zeros, and a floor of one tile (one GEMM register
