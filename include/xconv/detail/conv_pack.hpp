@@ -792,6 +792,22 @@ namespace xconv
                     bands = std::clamp<std::int64_t>((4 * threads + channels - 1) / channels, 1, w.height);
                 }
             }
+#if defined(__AVX512F__) && !defined(XCONV_GEMM_NO_SIMD)
+            // The positions of each run where every tap is inside the image (the same for every
+            // channel and kernel row), computed once.
+            std::vector<std::int64_t> run_range(interleave ? 2 * n_segs : 0);
+            for (std::size_t s = 0; interleave && s < n_segs; ++s)
+            {
+                std::int64_t a = segs[s].ox_begin, b = segs[s].ox_end;
+                for (std::int64_t j = 0; j < kw; ++j)
+                {
+                    a = std::max(a, taps.x_lo[static_cast<std::size_t>(j)]);
+                    b = std::min(b, taps.x_hi[static_cast<std::size_t>(j)]);
+                }
+                run_range[2 * s] = a;
+                run_range[2 * s + 1] = std::max(a, b);
+            }
+#endif
             conv_parallel_for(channels * bands, parallel, [&](std::int64_t t) {
                 const std::int64_t c = c_begin + t / bands, band = t % bands;
                 const std::int64_t y_lo = w.height * band / bands, y_hi = w.height * (band + 1) / bands;
@@ -837,21 +853,17 @@ namespace xconv
                                 continue;
                             }
                             // The positions where every tap is inside the image; the rest tap by tap.
-                            std::int64_t a = sg.ox_begin, b = sg.ox_end;
-                            for (std::int64_t j = 0; j < kw; ++j)
+                            const std::int64_t a = run_range[2 * s], b = run_range[2 * s + 1];
+                            if (a != sg.ox_begin || b != sg.ox_end)
                             {
-                                const auto js = static_cast<std::size_t>(j);
-                                a = std::max(a, taps.x_lo[js]);
-                                b = std::min(b, taps.x_hi[js]);
-                            }
-                            b = std::max(a, b);
-                            for (std::int64_t j = kw - 1; j >= 0; --j)
-                            {
-                                const auto js = static_cast<std::size_t>(j);
-                                const std::int64_t aj = std::clamp(taps.x_lo[js], sg.ox_begin, sg.ox_end);
-                                const std::int64_t bj = std::clamp(taps.x_hi[js], aj, sg.ox_end);
-                                single(j, sg, y, aj, std::min(bj, a));
-                                single(j, sg, y, std::max(aj, b), bj);
+                                for (std::int64_t j = kw - 1; j >= 0; --j)
+                                {
+                                    const auto js = static_cast<std::size_t>(j);
+                                    const std::int64_t aj = std::clamp(taps.x_lo[js], sg.ox_begin, sg.ox_end);
+                                    const std::int64_t bj = std::clamp(taps.x_hi[js], aj, sg.ox_end);
+                                    single(j, sg, y, aj, std::min(bj, a));
+                                    single(j, sg, y, std::max(aj, b), bj);
+                                }
                             }
                             if (b <= a)
                             {
