@@ -49,7 +49,7 @@ namespace
             unfold_case c;
             c.C = random_int(gen, 1, 3);
             c.H = random_int(gen, 1, 13);
-            c.W = random_int(gen, 1, 20);
+            c.W = random_int(gen, 1, 40);
             c.g.kernel_h = random_int(gen, 1, 4);
             c.g.kernel_w = random_int(gen, 1, 4);
             c.g.stride_h = random_int(gen, 1, 3);
