@@ -36,11 +36,10 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
-#include <new>
 #include <numeric>
 
 #include "../options.hpp"
+#include "aligned_buffer.hpp"
 #include "conv_pack.hpp"
 #include "conv_scratch.hpp"
 #include "direct.hpp"
@@ -124,12 +123,7 @@ namespace xconv
         template <class T>
         struct packed_weights
         {
-            struct aligned_delete
-            {
-                void operator()(T* p) const noexcept { ::operator delete(p, std::align_val_t{64}); }
-            };
-
-            std::unique_ptr<T, aligned_delete> storage;
+            aligned_buffer<T> storage;
             const T* data = nullptr;
             std::size_t group_elements = 0;
             std::size_t bytes = 0;  // scratch taken, to be left out of the passes' budgets
@@ -157,8 +151,7 @@ namespace xconv
             {
                 return r;
             }
-            r.storage.reset(static_cast<T*>(::operator new(bytes, std::align_val_t{64})));
-            T* dst = r.storage.get();
+            T* dst = r.storage.get(per * static_cast<std::size_t>(G));
             for (std::int64_t g = 0; g < G; ++g)
             {
                 const T* Wg = W + g * Cg * K;

@@ -24,6 +24,8 @@
 #include <cstdint>
 #include <new>
 
+#include "aligned_buffer.hpp"
+
 namespace xconv
 {
     namespace detail
@@ -56,41 +58,7 @@ namespace xconv
     {
         /// A 64-byte aligned buffer of T that only grows; its contents are not preserved.
         template <class T>
-        class conv_buffer
-        {
-        public:
-            conv_buffer() = default;
-            conv_buffer(const conv_buffer&) = delete;
-            conv_buffer& operator=(const conv_buffer&) = delete;
-            ~conv_buffer() { release(); }
-
-            T* get(std::size_t n)
-            {
-                if (n > m_capacity)
-                {
-                    release();
-                    m_data = static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{alignment}));
-                    m_capacity = n;
-                }
-                return m_data;
-            }
-
-        private:
-            static constexpr std::size_t alignment = 64;
-
-            void release() noexcept
-            {
-                if (m_data != nullptr)
-                {
-                    ::operator delete(m_data, std::align_val_t{alignment});
-                    m_data = nullptr;
-                    m_capacity = 0;
-                }
-            }
-
-            T* m_data = nullptr;
-            std::size_t m_capacity = 0;
-        };
+        using conv_buffer = aligned_buffer<T>;
 
         /// The calling thread's convolution scratch for element type T.
         template <class T>

@@ -41,6 +41,7 @@
 #include <omp.h>
 #endif
 
+#include "aligned_buffer.hpp"
 #include "gemm_kernel.hpp"
 #include "gemm_pack.hpp"
 #include "gemm_traits.hpp"
@@ -91,41 +92,7 @@ namespace xconv
 
         /// 64-byte aligned scratch buffer that only grows.
         template <class T>
-        class gemm_buffer
-        {
-        public:
-            gemm_buffer() = default;
-            gemm_buffer(const gemm_buffer&) = delete;
-            gemm_buffer& operator=(const gemm_buffer&) = delete;
-            ~gemm_buffer() { release(); }
-
-            T* get(std::size_t n)
-            {
-                if (n > m_capacity)
-                {
-                    release();
-                    m_data = static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{alignment}));
-                    m_capacity = n;
-                }
-                return m_data;
-            }
-
-        private:
-            static constexpr std::size_t alignment = 64;
-
-            void release() noexcept
-            {
-                if (m_data != nullptr)
-                {
-                    ::operator delete(m_data, std::align_val_t{alignment});
-                    m_data = nullptr;
-                    m_capacity = 0;
-                }
-            }
-
-            T* m_data = nullptr;
-            std::size_t m_capacity = 0;
-        };
+        using gemm_buffer = aligned_buffer<T>;
 
         /// The calling thread's packing buffers for element type T.
         template <class T>
