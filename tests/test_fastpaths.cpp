@@ -445,6 +445,79 @@ TEST_CASE("conv2d paths: narrow outputs, 1x1 kernels, direct kernels, large padd
     }
 }
 
+TEST_CASE("implicit GEMM forward: the reference convolution, bitwise the packed path's result for any tiling", "[fastpaths]")
+{
+    scratch_limit_guard guard;
+    engine gen(515);
+    const index_t nr = static_cast<index_t>(xconv::detail::gemm_traits<float>::nr);
+    const index_t nr_d = static_cast<index_t>(xconv::detail::gemm_traits<double>::nr);
+
+    // Through conv2d: shapes that take the implicit GEMM (at least nr output channels per group,
+    // and a depth of 512 or a narrow output), with every gradient against the reference.
+    const std::vector<conv_case> cases = {
+        {3, 60, nr, 9, 11, 3, 3, 1, 1, 1, 1},          // narrow and deep: two depth blocks
+        {2, 64, nr + 5, 17, 18, 3, 3, 1, 1, 1, 1},     // a partial panel of channels
+        {2, 64, nr, 20, 21, 3, 2, 2, 3, 2, 0, 2, 1},   // stride, dilation, padding on one axis
+        {1, 16, nr, 30, 31, 7, 7, 2, 2, 3, 3},         // one sample: the weight packed panel by panel
+        {2, 16, 2 * nr, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 2},  // groups
+        {1, 64, nr, 5, 5, 3, 3, 1, 1, 4, 3},           // windows entirely in the padding
+        {2, 64, nr, 9, 10, 3, 3, 2, 2},                // no padding: read in place
+    };
+    for (const auto& c : cases)
+    {
+        check_conv_case<float>(c, gen, 1e-4);
+    }
+    const std::vector<conv_case> double_cases = {
+        {2, 64, nr_d, 9, 11, 3, 3, 1, 1, 1, 1},
+        {1, 64, nr_d + 3, 12, 13, 3, 3, 2, 1, 1, 2, 1, 2},
+    };
+    for (const auto& c : double_cases)
+    {
+        check_conv_case<double>(c, gen, 1e-10);
+    }
+
+    // Directly: implicit_forward against lowered_forward_batch (im2col packed into the same GEMM)
+    // on random geometries, at a roomy budget and at one small enough to tile the rows.
+    for (int trial = 0; trial < 60; ++trial)
+    {
+        const unfold_case u = random_unfold_case(gen);
+        const index_t N = random_int(gen, 1, 3);
+        const index_t Cg = nr + random_int(gen, -3, 20) * (trial % 3 == 0 ? 0 : 1);
+        const index_t K = u.C * u.g.kernel_h * u.g.kernel_w, L = u.win.blocks(), P = u.H * u.W;
+        const auto x = random_tensor<float, 4>({std::size_t(N), std::size_t(u.C), std::size_t(u.H), std::size_t(u.W)}, gen);
+        const auto w = random_tensor<float, 1>({std::size_t(Cg * K)}, gen);
+        const auto b = random_tensor<float, 1>({std::size_t(Cg)}, gen);
+        const xconv::detail::conv_taps taps(u.win);
+        xt::xtensor<float, 1> packed = xt::zeros<float>({std::size_t(N * Cg * L)});
+        xconv::detail::lowered_forward_batch(u.win, taps, u.C, Cg, w.data(), x.data(), u.C * P, packed.data(), Cg * L, N, b.data(),
+                                             std::size_t(4) << 20);
+        for (const std::size_t budget : {std::size_t(4) << 20, std::size_t(2048)})
+        {
+            INFO(u.text << " N=" << N << " Cg=" << Cg << " budget=" << budget);
+            xt::xtensor<float, 1> got = xt::zeros<float>({std::size_t(N * Cg * L)});
+            xconv::detail::implicit_forward(u.win, u.C, Cg, w.data(), x.data(), u.C * P, got.data(), Cg * L, N, b.data(), budget);
+            REQUIRE(std::memcmp(got.data(), packed.data(), got.size() * sizeof(float)) == 0);
+        }
+        // and the result is the convolution of the last sample (through the reference unfold)
+        const auto cols = xconv_test::unfold(x, u.g);
+        const std::size_t n = std::size_t(N - 1);
+        for (index_t c = 0; c < Cg; c += 7)
+        {
+            for (index_t l = 0; l < L; l += 3)
+            {
+                double expected = b(std::size_t(c));
+                for (index_t k = 0; k < K; ++k)
+                {
+                    expected += double(w(std::size_t(c * K + k))) * double(cols(n, std::size_t(k), std::size_t(l)));
+                }
+                const float v = packed(n * std::size_t(Cg * L) + std::size_t(c * L + l));
+                INFO(u.text << " channel " << c << " position " << l);
+                CHECK(std::abs(double(v) - expected) <= 1e-4 * (1.0 + std::abs(expected)));
+            }
+        }
+    }
+}
+
 TEST_CASE("conv_transpose2d paths: depthwise, narrow, 1x1", "[fastpaths]")
 {
     engine gen(606);

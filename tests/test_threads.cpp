@@ -211,6 +211,10 @@ namespace
         {"transposed, one sample", true, 1, 32, 32, 12, 12, 4, 4, 2, 2, 1, 1, 1, 1, 1},
         {"few input channels, one sample (col2im in bands of rows)", false, 1, 3, 16, 21, 20, 7, 7, 2, 2, 3, 3, 1, 1, 1},
         {"transposed, two output channels, one sample (col2im in bands of rows)", true, 1, 16, 2, 9, 8, 4, 4, 2, 2, 1, 1, 1, 1, 1},
+        {"implicit GEMM, one sample (threads share the row panels)", false, 1, 64, 64, 12, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+        {"implicit GEMM, one sample, two channel panels (threads share them)", false, 1, 64, 128, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+        {"implicit GEMM, several samples", false, 4, 64, 64, 10, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+        {"transposed, deep backward-input (implicit GEMM)", true, 2, 64, 64, 6, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1},
     };
 }  // namespace
 

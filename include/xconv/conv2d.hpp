@@ -135,23 +135,10 @@ namespace xconv
             // per sample and group: [Cout_g, K] x cols(x_g) [K, L] -> [Cout_g, L] (+ bias)
             const bool direct = prefer_direct(Cin_g, Cout_g);
             const std::int64_t in_plane = p.in_h * p.in_w;
-            if (!p.explicit_pad && batch_narrow_forward<T>(p.win, Cin_g, Cout_g, p.batch))
+            if (!p.explicit_pad
+                && forward_over_batch(p.win, taps, Cin_g, Cout_g, p.groups, p.batch, weight, x, p.in_channels * in_plane, out,
+                                      p.out_channels * L, bias))
             {
-                // Narrow outputs: one GEMM per group and share of the samples.
-                const std::int64_t threads = conv_threads();
-                const std::int64_t parts = std::min(threads, p.batch);
-                const bool split = conv_split_tasks(p.groups * parts, threads);
-                const packed_weights<T> pw = pack_weights(weight_operand::forward_batch_b, weight, p.groups, Cout_g, K, p.batch);
-                const std::size_t budget = split ? split_budget(threads, pw.bytes) : shared_budget<T>(threads, pw.bytes);
-                const std::int64_t shares = split ? parts : 1;
-                conv_parallel_for(p.groups * shares, split, [&](std::int64_t t) {
-                    const std::int64_t g = t / shares, part = t % shares;
-                    const std::int64_t n0 = p.batch * part / shares, n1 = p.batch * (part + 1) / shares;
-                    lowered_forward_batch(p.win, taps, Cin_g, Cout_g, weight + g * Cout_g * K,
-                                          x + (n0 * p.in_channels + g * Cin_g) * in_plane, p.in_channels * in_plane,
-                                          out + (n0 * p.out_channels + g * Cout_g) * L, p.out_channels * L, n1 - n0,
-                                          bias != nullptr ? bias + g * Cout_g : nullptr, budget, pw.group(g));
-                });
                 return;
             }
             const packed_weights<T> pw = direct || narrow_output<T>(L, Cout_g)

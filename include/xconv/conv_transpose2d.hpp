@@ -142,6 +142,11 @@ namespace xconv
             if (gx != nullptr)
             {
                 // dx_g [Cin_g, L] = W_g [Cin_g, K] x cols(dy_g) [K, L]
+                if (forward_over_batch(p.win, taps, Cout_g, Cin_g, p.groups, p.batch, weight, grad_out, p.out_channels * out_plane,
+                                       gx, p.in_channels * L, static_cast<const T*>(nullptr)))
+                {
+                    return;
+                }
                 const packed_weights<T> pw = narrow_output<T>(L, Cin_g)
                                                  ? packed_weights<T>{}
                                                  : pack_weights(weight_operand::forward_a, weight, p.groups, Cin_g, K, p.batch);

@@ -41,6 +41,7 @@
 #include "../options.hpp"
 #include "aligned_buffer.hpp"
 #include "conv_pack.hpp"
+#include "conv_implicit.hpp"
 #include "conv_scratch.hpp"
 #include "direct.hpp"
 #include "gemm_driver.hpp"
@@ -72,11 +73,6 @@ namespace xconv
         {
             return std::min<std::size_t>(gemm_traits<T>::kc, static_cast<std::size_t>(K));
         }
-
-        /// Bytes of a scratch tile that is written and read back at once (GEMM output before
-        /// col2im, im2col columns before the GEMM): small enough to stay in a 1 MiB L2 cache next
-        /// to the GEMM's packed blocks.
-        constexpr std::size_t cache_tile_bytes = std::size_t(384) << 10;
 
         /// Tile of output positions: as many as `budget` bytes allow at `per_position` bytes each
         /// on top of `fixed`, whole register panels, at least one panel, the L positions split
@@ -525,6 +521,61 @@ namespace xconv
             const std::size_t budget = split ? split_budget(threads, reserved) : shared_budget<T>(threads, reserved);
             const bool inner = !split && threads > 1;
             conv_parallel_for(N * G, split, [&](std::int64_t t) { f(t / G, t % G, budget, inner); });
+        }
+
+        /// The forward pass of a whole batch, when it runs as one GEMM per group and share of the
+        /// samples, computed transposed: the implicit GEMM (conv_implicit.hpp) when it applies,
+        /// else, for narrow outputs, lowered_forward_batch. Sample n's group g reads the plane at
+        /// plane + n * plane_stride + g * Cp * win.plane() and writes the grid at grid + n *
+        /// grid_stride + g * Cg * L (+ bias + g * Cg). Returns false, having done nothing, when
+        /// neither applies (the caller then runs lowered_forward per sample and group).
+        template <class T>
+        bool forward_over_batch(const window2d& win,
+                                const conv_taps& taps,
+                                std::int64_t Cp,
+                                std::int64_t Cg,
+                                std::int64_t G,
+                                std::int64_t N,
+                                const T* W,
+                                const T* plane,
+                                std::int64_t plane_stride,
+                                T* grid,
+                                std::int64_t grid_stride,
+                                const T* bias)
+        {
+            // The implicit GEMM saves the im2col packing but stores its result transposed: it pays
+            // for deep products, and for narrow outputs, which are computed transposed anyway.
+            const bool implicit = !prefer_direct(Cp, Cg) && implicit_forward_applies<T>(win, Cp, Cg)
+                                  && (Cp * win.taps() >= 512 || narrow_output<T>(win.blocks(), Cg));
+            if (!implicit && !batch_narrow_forward<T>(win, Cp, Cg, N))
+            {
+                return false;
+            }
+            const std::int64_t K = Cp * win.taps();
+            const std::int64_t L = win.blocks();
+            const std::int64_t threads = conv_threads();
+            const std::int64_t parts = std::min(threads, N);
+            const bool split = conv_split_tasks(G * parts, threads);
+            const packed_weights<T> pw = pack_weights(weight_operand::forward_batch_b, W, G, Cg, K, N);
+            const std::size_t budget = split ? split_budget(threads, pw.bytes) : shared_budget<T>(threads, pw.bytes);
+            const std::int64_t shares = split ? parts : 1;
+            conv_parallel_for(G * shares, split, [&](std::int64_t t) {
+                const std::int64_t g = t / shares, part = t % shares;
+                const std::int64_t n0 = N * part / shares, n1 = N * (part + 1) / shares;
+                const T* Wg = W + g * Cg * K;
+                const T* pg = plane + n0 * plane_stride + g * Cp * win.plane();
+                T* gg = grid + n0 * grid_stride + g * Cg * L;
+                const T* bg = bias != nullptr ? bias + g * Cg : nullptr;
+                if (implicit)
+                {
+                    implicit_forward(win, Cp, Cg, Wg, pg, plane_stride, gg, grid_stride, n1 - n0, bg, budget, pw.group(g));
+                }
+                else
+                {
+                    lowered_forward_batch(win, taps, Cp, Cg, Wg, pg, plane_stride, gg, grid_stride, n1 - n0, bg, budget, pw.group(g));
+                }
+            });
+            return true;
         }
 
         /// Accumulates a weight gradient over the batch. For every group g and sample n, in

@@ -78,6 +78,11 @@ namespace xconv
             }
         };
 
+        /// Bytes of a scratch tile that is written and read back at once (GEMM output before
+        /// col2im, im2col columns before the GEMM): small enough to stay in a 1 MiB L2 cache next
+        /// to the GEMM's packed blocks.
+        constexpr std::size_t cache_tile_bytes = std::size_t(384) << 10;
+
         /// Bytes of scratch each of `threads` threads may use in the current call.
         inline std::size_t scratch_per_thread(std::size_t threads) noexcept
         {

@@ -1,0 +1,469 @@
+// xconv: the forward convolution as an implicit GEMM, the im2col matrix read where it lies.
+//
+// For one group, over the output positions q of a tile of samples and rows:
+//
+//   C^T [q, Cg] = cols^T [q, K] x W^T [K, Cg]        K = Cp * kh * kw
+//
+// Element (q, k) of cols^T, k = (c, i, j), is the input pixel under tap (i, j) of channel c in
+// position q's window. In a plane with a zero border wide enough for every window (a padded copy
+// of the rows the tile reads, or the input itself when nothing is padded), that pixel is at
+//
+//   base(q) + off(k),   base(q) = oh * sh * row + ow * sw,   off(k) = c * plane + i * dh * row + j * dw
+//
+// so the register tile's mr positions are mr pointers and its depth index one table of offsets:
+// the micro-kernel broadcasts A straight from the image, and no im2col copy and no A packing is
+// made. Only the weight is packed (W^T as the GEMM's B panels, once per call when it serves
+// several samples). The tile of C^T stays in cache over the depth blocks and is stored back
+// transposed, plus the bias, when its last block is done.
+//
+// Every element of C is the GEMM's one fma chain over k = 0 .. K-1 (the contract of
+// gemm_kernel.hpp), with the border's zeros where im2col would have put them: the result is bit
+// for bit that of the packed paths, whatever the tiles, the cap or the threads.
+#ifndef XCONV_DETAIL_CONV_IMPLICIT_HPP
+#define XCONV_DETAIL_CONV_IMPLICIT_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <utility>
+
+#if defined(XCONV_USE_OPENMP)
+#include <omp.h>
+#endif
+
+#include "../options.hpp"
+#include "aligned_buffer.hpp"
+#include "conv_pack.hpp"
+#include "conv_scratch.hpp"
+#include "gemm_kernel.hpp"
+#include "gemm_pack.hpp"
+#include "gemm_traits.hpp"
+#include "gemm_transpose.hpp"
+#include "gemm_view.hpp"
+
+namespace xconv
+{
+    namespace detail
+    {
+        /// One mr x (NV * lanes) tile of C^T: row r of A is read at rows[r][off[k]] (see the top
+        /// of this file), B is a packed micro-panel (gemm_pack.hpp); otherwise the contract of
+        /// gemm_microkernel, with M = mr.
+        template <class T, class Arch, std::size_t NV>
+        inline void implicit_microkernel(std::size_t kc,
+                                         const T* const* rows,
+                                         const std::int32_t* XCONV_GEMM_RESTRICT off,
+                                         const T* XCONV_GEMM_RESTRICT b,
+                                         T* XCONV_GEMM_RESTRICT c,
+                                         std::ptrdiff_t ldc,
+                                         bool load_c) noexcept
+        {
+            using traits = gemm_traits<T, Arch>;
+            using vec = gemm_vec<T, Arch>;
+            using V = typename vec::type;
+            constexpr std::size_t L = vec::lanes;
+            constexpr std::size_t MR = traits::mr;
+            constexpr std::size_t NR = traits::nr;
+
+            const T* p[MR];
+            XCONV_GEMM_UNROLL
+            for (std::size_t r = 0; r < MR; ++r)
+            {
+                p[r] = rows[r];
+            }
+            V acc[MR][NV];
+            XCONV_GEMM_UNROLL
+            for (std::size_t r = 0; r < MR; ++r)
+            {
+                XCONV_GEMM_UNROLL
+                for (std::size_t v = 0; v < NV; ++v)
+                {
+                    acc[r][v] = load_c ? vec::load(c + static_cast<std::ptrdiff_t>(r) * ldc + v * L) : vec::zero();
+                }
+            }
+            for (std::size_t k = 0; k < kc; ++k)
+            {
+                const std::ptrdiff_t o = off[k];
+                V bv[NV];
+                XCONV_GEMM_UNROLL
+                for (std::size_t v = 0; v < NV; ++v)
+                {
+                    bv[v] = vec::load_aligned(b + v * L);
+                }
+                XCONV_GEMM_UNROLL
+                for (std::size_t r = 0; r < MR; ++r)
+                {
+                    const V ar = vec::broadcast(p[r][o]);
+                    XCONV_GEMM_UNROLL
+                    for (std::size_t v = 0; v < NV; ++v)
+                    {
+                        acc[r][v] = vec::fma(ar, bv[v], acc[r][v]);
+                    }
+                }
+                b += NR;
+            }
+            XCONV_GEMM_UNROLL
+            for (std::size_t r = 0; r < MR; ++r)
+            {
+                XCONV_GEMM_UNROLL
+                for (std::size_t v = 0; v < NV; ++v)
+                {
+                    vec::store(c + static_cast<std::ptrdiff_t>(r) * ldc + v * L, acc[r][v]);
+                }
+            }
+        }
+
+        template <class T>
+        using implicit_microkernel_fn = void (*)(std::size_t, const T* const*, const std::int32_t*, const T*, T*, std::ptrdiff_t,
+                                                 bool);
+
+        /// implicit_microkernel for nv = 1 .. traits::nv vectors of columns.
+        template <class T, class Arch>
+        struct implicit_microkernel_table
+        {
+            template <std::size_t... NVs>
+            static constexpr auto make(std::index_sequence<NVs...>)
+            {
+                return std::array<implicit_microkernel_fn<T>, sizeof...(NVs)>{&implicit_microkernel<T, Arch, NVs + 1>...};
+            }
+
+            static implicit_microkernel_fn<T> get(std::size_t nv) noexcept
+            {
+                static constexpr auto table = make(std::make_index_sequence<gemm_traits<T, Arch>::nv>{});
+                return table[nv - 1];
+            }
+        };
+
+        /// The thread's buffers of the implicit pass (beside conv_workspace's).
+        template <class T>
+        struct implicit_workspace
+        {
+            aligned_buffer<T> source;           // zero-bordered copy of the rows a tile reads
+            aligned_buffer<T> ct;               // the tile of C^T
+            aligned_buffer<T> b;                // a packed micro-panel of W^T, when not packed per call
+            aligned_buffer<std::int32_t> off;   // off(k)
+            aligned_buffer<std::ptrdiff_t> base;  // base(q), rows of the last panel repeated
+
+            static implicit_workspace& local()
+            {
+                thread_local implicit_workspace ws;
+                return ws;
+            }
+        };
+
+        /// Where the windows of a convolution read: whether a zero border has to be added, and
+        /// the extent of the bordered plane (the rows and columns some window touches).
+        struct implicit_geometry
+        {
+            std::int64_t height = 0, width = 0;  // bordered plane
+            bool bordered = false;               // a copy with a zero border is needed
+
+            explicit implicit_geometry(const window2d& w) noexcept
+                : height((w.blocks_h - 1) * w.stride_h + (w.kernel_h - 1) * w.dil_h + 1),
+                  width((w.blocks_w - 1) * w.stride_w + (w.kernel_w - 1) * w.dil_w + 1),
+                  bordered(w.pad_top != 0 || w.pad_left != 0 || height > w.height || width > w.width)
+            {
+            }
+
+            /// Rows of the bordered plane that the output rows [oh0, oh1) read.
+            std::int64_t band_rows(const window2d& w, std::int64_t oh0, std::int64_t oh1) const noexcept
+            {
+                return (oh1 - oh0 - 1) * w.stride_h + (w.kernel_h - 1) * w.dil_h + 1;
+            }
+        };
+
+        /// Stores the channels [j0, j1) of a tile of C^T (`rows` positions, ct[q * ldct + j]) into
+        /// the grids [channels, L], adding bias[j] when there is a bias: row q is position
+        /// q % per_sample of sample q / per_sample, whose positions start at out + sample *
+        /// grid_stride. 16 x 16 blocks go through an in-register transpose where the build has one.
+        template <class T>
+        void implicit_store(T* ct,
+                            std::int64_t ldct,
+                            std::int64_t rows,
+                            std::int64_t per_sample,
+                            T* out,
+                            std::int64_t grid_stride,
+                            std::int64_t L,
+                            const T* bias,
+                            std::int64_t j0,
+                            std::int64_t j1) noexcept
+        {
+            if (bias != nullptr)
+            {
+                for (std::int64_t q = 0; q < rows; ++q)
+                {
+                    T* row = ct + q * ldct;
+                    for (std::int64_t j = j0; j < j1; ++j)
+                    {
+                        row[j] += bias[j];
+                    }
+                }
+            }
+            constexpr auto S = static_cast<std::int64_t>(gemm_transpose_tile<T>::size);
+            for (std::int64_t q0 = 0; q0 < rows; q0 += per_sample)
+            {
+                const std::int64_t q1 = std::min(rows, q0 + per_sample);
+                T* o = out + (q0 / per_sample) * grid_stride - q0;  // o[j * L + q] for the rows q of this sample
+                std::int64_t j = j0;
+                if constexpr (S > 0)
+                {
+                    for (; j + S <= j1; j += S)
+                    {
+                        std::int64_t q = q0;
+                        for (; q + S <= q1; q += S)
+                        {
+                            gemm_transpose_tile<T>::run(ct + q * ldct + j, ldct, o + j * L + q, L);
+                        }
+                        for (std::int64_t t = j; t < j + S; ++t)
+                        {
+                            for (std::int64_t r = q; r < q1; ++r)
+                            {
+                                o[t * L + r] = ct[r * ldct + t];
+                            }
+                        }
+                    }
+                }
+                for (; j < j1; ++j)
+                {
+                    for (std::int64_t r = q0; r < q1; ++r)
+                    {
+                        o[j * L + r] = ct[r * ldct + j];
+                    }
+                }
+            }
+        }
+
+        /// Whether the implicit GEMM computes this forward pass: channels enough per group to
+        /// fill the register tile's columns (fewer waste most of it; prefer_direct handles the
+        /// fewest), and offsets that fit the table's 32 bits.
+        template <class T>
+        bool implicit_forward_applies(const window2d& win, std::int64_t Cp, std::int64_t Cg) noexcept
+        {
+            const implicit_geometry geo(win);
+            const std::int64_t plane = geo.bordered ? geo.height * geo.width : win.height * win.width;
+            return Cg >= static_cast<std::int64_t>(gemm_traits<T>::nr) && Cp * plane < std::numeric_limits<std::int32_t>::max()
+                   && win.blocks() > 0;
+        }
+
+        /// grid_s [Cg, L] = W [Cg, K] x cols(plane_s) [K, L] (+ bias per row) for the samples s in
+        /// [0, N): plane of sample s at plane + s * plane_stride, its grid at grid + s *
+        /// grid_stride. packed_wt: W^T packed whole by prepack_b (pack_weights' forward_batch_b),
+        /// or null to pack it block by block here. With OpenMP, when not called from inside a
+        /// parallel region, the threads share each tile's row panels.
+        template <class T>
+        void implicit_forward(const window2d& win,
+                              std::int64_t Cp,
+                              std::int64_t Cg,
+                              const T* W,
+                              const T* plane,
+                              std::int64_t plane_stride,
+                              T* grid,
+                              std::int64_t grid_stride,
+                              std::int64_t N,
+                              const T* bias,
+                              std::size_t budget,
+                              const T* packed_wt = nullptr)
+        {
+            using traits = gemm_traits<T>;
+            constexpr std::size_t MR = traits::mr, NR = traits::nr, KC = traits::kc, LANES = traits::lanes;
+            const std::int64_t taps = win.taps();
+            const std::int64_t K = Cp * taps;
+            const std::int64_t L = win.blocks();
+            const std::int64_t bw = win.blocks_w;
+            const auto uK = static_cast<std::size_t>(K), uCg = static_cast<std::size_t>(Cg);
+            const std::size_t ldct = (uCg + NR - 1) / NR * NR;
+            const implicit_geometry geo(win);
+
+            // Tiles: whole samples when one fits the cache with its bordered copy, else bands of
+            // output rows of one sample.
+            const std::size_t fixed = packed_wt != nullptr ? 0 : std::min(KC, uK) * NR * sizeof(T);
+            const std::size_t room = std::min(budget > fixed ? budget - fixed : 0, cache_tile_bytes);
+            const std::size_t sample_source = geo.bordered ? static_cast<std::size_t>(Cp * geo.height * geo.width) * sizeof(T) : 0;
+            const std::size_t sample_bytes = static_cast<std::size_t>(L) * ldct * sizeof(T) + sample_source;
+            std::int64_t chunk = 1, rows_per_tile = win.blocks_h;
+            if (sample_bytes <= room)
+            {
+                chunk = std::clamp<std::int64_t>(static_cast<std::int64_t>(room / sample_bytes), 1, N);
+            }
+            else
+            {
+                const std::size_t row_bytes = static_cast<std::size_t>(bw) * ldct * sizeof(T)
+                                              + (geo.bordered ? static_cast<std::size_t>(Cp * win.stride_h * geo.width) * sizeof(T) : 0);
+                rows_per_tile = std::clamp<std::int64_t>(static_cast<std::int64_t>(room / row_bytes), 1, win.blocks_h);
+                const std::int64_t n_tiles = (win.blocks_h + rows_per_tile - 1) / rows_per_tile;
+                rows_per_tile = (win.blocks_h + n_tiles - 1) / n_tiles;
+            }
+
+            implicit_workspace<T>& ws = implicit_workspace<T>::local();
+            const std::size_t max_rows = static_cast<std::size_t>(chunk * rows_per_tile * bw + static_cast<std::int64_t>(MR));
+            T* const ct = ws.ct.get(max_rows * ldct);
+            std::ptrdiff_t* const base = ws.base.get(max_rows);
+            std::int32_t* const off = ws.off.get(uK);
+            T* const source_buf =
+                geo.bordered
+                    ? ws.source.get(static_cast<std::size_t>(chunk * Cp * geo.band_rows(win, 0, rows_per_tile) * geo.width))
+                    : nullptr;
+
+#if defined(XCONV_USE_OPENMP)
+            const bool parallel = !omp_in_parallel() && omp_get_max_threads() > 1
+                                  && static_cast<double>(chunk * rows_per_tile * bw) * static_cast<double>(K) * static_cast<double>(Cg)
+                                         >= 2097152.0;
+#endif
+
+            for (std::int64_t s0 = 0; s0 < N; s0 += chunk)
+            {
+                const std::int64_t s1 = std::min(N, s0 + chunk);
+                for (std::int64_t oh0 = 0; oh0 < win.blocks_h; oh0 += rows_per_tile)
+                {
+                    const std::int64_t oh1 = std::min(win.blocks_h, oh0 + rows_per_tile);
+                    const std::int64_t per_sample = (oh1 - oh0) * bw;
+                    const std::int64_t rows = (s1 - s0) * per_sample;
+                    const std::int64_t panels = (rows + static_cast<std::int64_t>(MR) - 1) / static_cast<std::int64_t>(MR);
+
+                    // The plane the windows read: strides of a row, a channel and a sample.
+                    const T* src = nullptr;
+                    std::int64_t rs = 0, ps = 0, ss = 0;
+                    const std::int64_t band = geo.band_rows(win, oh0, oh1);
+                    if (geo.bordered)
+                    {
+                        rs = geo.width;
+                        ps = band * rs;
+                        ss = Cp * ps;
+                        src = source_buf;
+                    }
+                    else
+                    {
+                        rs = win.width;
+                        ps = win.height * win.width;
+                        ss = plane_stride;
+                        src = plane + s0 * plane_stride + oh0 * win.stride_h * rs;
+                    }
+                    const std::int64_t y0 = oh0 * win.stride_h - win.pad_top;  // first image row of the band
+
+                    for (std::int64_t c = 0, k = 0; c < Cp; ++c)
+                    {
+                        for (std::int64_t i = 0; i < win.kernel_h; ++i)
+                        {
+                            for (std::int64_t j = 0; j < win.kernel_w; ++j, ++k)
+                            {
+                                off[k] = static_cast<std::int32_t>(c * ps + i * win.dil_h * rs + j * win.dil_w);
+                            }
+                        }
+                    }
+                    for (std::int64_t q = 0; q < panels * static_cast<std::int64_t>(MR); ++q)
+                    {
+                        const std::int64_t qq = q < rows ? q : 0;
+                        const std::int64_t s = qq / per_sample, l = qq - s * per_sample;
+                        const std::int64_t oh = l / bw, ow = l - oh * bw;
+                        base[q] = static_cast<std::ptrdiff_t>(s * ss + oh * win.stride_h * rs + ow * win.stride_w);
+                    }
+
+
+#if defined(XCONV_USE_OPENMP)
+#pragma omp parallel if (parallel)
+#endif
+                    {
+#if defined(XCONV_USE_OPENMP)
+                        const std::int64_t parts = omp_get_num_threads();
+#else
+                        const std::int64_t parts = 1;
+#endif
+                        if (geo.bordered)
+                        {
+                            // The zero-bordered copy of rows [y0, y0 + band) of each sample's planes.
+#if defined(XCONV_USE_OPENMP)
+#pragma omp for schedule(static)
+#endif
+                            for (std::int64_t sc = 0; sc < (s1 - s0) * Cp; ++sc)
+                            {
+                                const std::int64_t s = sc / Cp, c = sc - s * Cp;
+                                const T* in = plane + (s0 + s) * plane_stride + c * win.height * win.width;
+                                T* dst = source_buf + s * ss + c * ps;
+                                for (std::int64_t y = 0; y < band; ++y)
+                                {
+                                    T* d = dst + y * rs;
+                                    const std::int64_t iy = y0 + y;
+                                    if (iy < 0 || iy >= win.height)
+                                    {
+                                        std::fill(d, d + rs, T(0));
+                                        continue;
+                                    }
+                                    const T* line = in + iy * win.width;
+                                    const std::int64_t x_begin = std::clamp<std::int64_t>(win.pad_left, 0, rs);
+                                    const std::int64_t x_end = std::clamp<std::int64_t>(win.pad_left + win.width, x_begin, rs);
+                                    std::fill(d, d + x_begin, T(0));
+                                    std::copy(line + (x_begin - win.pad_left), line + (x_end - win.pad_left), d + x_begin);
+                                    std::fill(d + x_end, d + rs, T(0));
+                                }
+                            }
+                        }
+
+                        const std::size_t n_jr = (uCg + NR - 1) / NR;
+                        // Without a weight packed per call each thread packs the B micro-panels it
+                        // uses, just before using them: the threads share the panels when there
+                        // are enough, else the row panels (and each packs every B panel).
+                        const bool by_columns = packed_wt == nullptr && static_cast<std::int64_t>(n_jr) >= parts;
+                        const std::int64_t tasks = by_columns ? static_cast<std::int64_t>(n_jr) : parts;
+                        for (std::size_t pc = 0; pc < uK; pc += KC)
+                        {
+                            const std::size_t kc = std::min(KC, uK - pc);
+                            const bool load_c = pc > 0;
+                            // B micro-panel outer (it stays in L1 / L2), the row panels inner.
+#if defined(XCONV_USE_OPENMP)
+#pragma omp for schedule(static)
+#endif
+                            for (std::int64_t task = 0; task < tasks; ++task)
+                            {
+                                const std::int64_t p_begin = by_columns ? 0 : panels * task / parts;
+                                const std::int64_t p_end = by_columns ? panels : panels * (task + 1) / parts;
+                                const std::size_t jr_begin = by_columns ? static_cast<std::size_t>(task) * NR : 0;
+                                const std::size_t jr_end = by_columns ? jr_begin + NR : uCg;
+                                for (std::size_t jr = jr_begin; jr < jr_end; jr += NR)
+                                {
+                                    const std::size_t n = std::min(NR, uCg - jr);
+                                    const T* b_panel = nullptr;
+                                    if (packed_wt != nullptr)
+                                    {
+                                        b_panel = prepacked_b<T>{packed_wt, uCg}.block(pc, kc, 0) + jr * kc;
+                                    }
+                                    else
+                                    {
+                                        T* own = implicit_workspace<T>::local().b.get(kc * NR);
+                                        strided_b_packer<T>{transposed(W, K)}(pc, kc, jr, n, own);
+                                        b_panel = own;
+                                    }
+                                    const auto kernel = implicit_microkernel_table<T, gemm_arch>::get((n + LANES - 1) / LANES);
+                                    for (std::int64_t ip = p_begin; ip < p_end; ++ip)
+                                    {
+                                        const std::size_t ir = static_cast<std::size_t>(ip) * MR;
+                                        const T* ptr[MR];
+                                        for (std::size_t r = 0; r < MR; ++r)
+                                        {
+                                            ptr[r] = src + base[ir + r];
+                                        }
+                                        kernel(kc, ptr, off + pc, b_panel, ct + ir * ldct + jr, static_cast<std::ptrdiff_t>(ldct), load_c);
+                                    }
+                                }
+                            }
+                        }
+
+                        // C^T back into the grids, transposed, plus the bias: the threads share the
+                        // channels.
+                        const std::int64_t blocks = (Cg + 15) / 16;
+#if defined(XCONV_USE_OPENMP)
+#pragma omp for schedule(static)
+#endif
+                        for (std::int64_t jb = 0; jb < blocks; ++jb)
+                        {
+                            implicit_store(ct, static_cast<std::int64_t>(ldct), rows, per_sample, grid + s0 * grid_stride + oh0 * bw,
+                                           grid_stride, L, bias, jb * 16, std::min(Cg, jb * 16 + 16));
+                        }
+                    }
+                }
+            }
+        }
+    }  // namespace detail
+}  // namespace xconv
+
+#endif
