@@ -272,7 +272,9 @@ namespace xconv
             const std::int64_t L = win.blocks();
             const std::int64_t bw = win.blocks_w;
             const auto uK = static_cast<std::size_t>(K), uCg = static_cast<std::size_t>(Cg);
-            const std::size_t ldct = (uCg + NR - 1) / NR * NR;
+            // Rows of the C^T tile a cache line longer than the panels: rows a power of two apart
+            // would share the cache's sets.
+            const std::size_t ldct = (uCg + NR - 1) / NR * NR + 64 / sizeof(T);
             const implicit_geometry geo(win);
 
             // Tiles: whole samples when one fits the cache with its bordered copy, else bands of

@@ -13,6 +13,9 @@
 // How each runs:
 //   * 1x1 kernels with stride 1 and no padding: cols(plane) is the plane itself, read (or, for
 //     backward-data, written) directly by the GEMM.
+//   * forward over a batch, when a group has a register panel of output channels: the implicit
+//     GEMM of conv_implicit.hpp, C^T = cols^T W^T with cols^T read in place by the micro-kernel
+//     (forward_over_batch; also conv_transpose2d's backward-input). Otherwise:
 //   * forward: the im2col is done by the GEMM's B packer (im2col_b_packer), straight from the
 //     plane into packed panels, tile by tile of positions; the bias is added by the GEMM's
 //     epilogue. A narrow output (L below two register panels, e.g. 7 x 7) is computed transposed,
@@ -544,9 +547,10 @@ namespace xconv
                                 const T* bias)
         {
             // The implicit GEMM saves the im2col packing but stores its result transposed: it pays
-            // for deep products, and for narrow outputs, which are computed transposed anyway.
+            // unless the product is shallow (below 128, measured on the suite's 7 x 7 stem, K = 147,
+            // and 1 x 1 layer, K = 256), and for narrow outputs, computed transposed anyway.
             const bool implicit = !prefer_direct(Cp, Cg) && implicit_forward_applies<T>(win, Cp, Cg)
-                                  && (Cp * win.taps() >= 512 || narrow_output<T>(win.blocks(), Cg));
+                                  && (Cp * win.taps() >= 128 || narrow_output<T>(win.blocks(), Cg));
             if (!implicit && !batch_narrow_forward<T>(win, Cp, Cg, N))
             {
                 return false;
