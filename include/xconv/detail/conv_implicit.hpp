@@ -47,9 +47,15 @@ namespace xconv
 {
     namespace detail
     {
+        /// Taps ahead at which the micro-kernel prefetches its pixels; the offset table has as
+        /// many entries (zeros) past its end. Measured on the suite: 1 x 1 layers +16% (float) and
+        /// +21% (double), the 7 x 7 stem +9% (double), 3 x 3 layers unchanged.
+        constexpr std::size_t implicit_prefetch_distance = 24;
+
         /// One mr x (NV * lanes) tile of C^T: row r of A is read at rows[r][off[k]] (see the top
-        /// of this file), B is a packed micro-panel (gemm_pack.hpp); otherwise the contract of
-        /// gemm_microkernel, with M = mr.
+        /// of this file; off has implicit_prefetch_distance readable entries past kc), B is a
+        /// packed micro-panel (gemm_pack.hpp); otherwise the contract of gemm_microkernel, with
+        /// M = mr.
         template <class T, class Arch, std::size_t NV>
         inline void implicit_microkernel(std::size_t kc,
                                          const T* const* rows,
@@ -85,6 +91,13 @@ namespace xconv
             for (std::size_t k = 0; k < kc; ++k)
             {
                 const std::ptrdiff_t o = off[k];
+                {
+                    // The pixels of a tap further on: the hardware cannot foresee this pattern,
+                    // and in place (1 x 1 layers) they come from memory.
+                    const std::ptrdiff_t ahead = off[k + implicit_prefetch_distance];
+                    XCONV_GEMM_PREFETCH_READ(p[0] + ahead);
+                    XCONV_GEMM_PREFETCH_READ(p[MR - 1] + ahead + 64 / sizeof(T));
+                }
                 V bv[NV];
                 XCONV_GEMM_UNROLL
                 for (std::size_t v = 0; v < NV; ++v)
@@ -301,7 +314,8 @@ namespace xconv
             const std::size_t max_rows = static_cast<std::size_t>(chunk * rows_per_tile * bw + static_cast<std::int64_t>(MR));
             T* const ct = ws.ct.get(max_rows * ldct);
             std::ptrdiff_t* const base = ws.base.get(max_rows);
-            std::int32_t* const off = ws.off.get(uK);
+            std::int32_t* const off = ws.off.get(uK + implicit_prefetch_distance);
+            std::fill(off + uK, off + uK + implicit_prefetch_distance, 0);
             T* const source_buf =
                 geo.bordered
                     ? ws.source.get(static_cast<std::size_t>(chunk * Cp * geo.band_rows(win, 0, rows_per_tile) * geo.width))

@@ -37,10 +37,12 @@
 #define XCONV_GEMM_RESTRICT __restrict__
 #define XCONV_GEMM_ALWAYS_INLINE inline __attribute__((always_inline))
 #define XCONV_GEMM_PREFETCH_WRITE(p) __builtin_prefetch((p), 1, 3)
+#define XCONV_GEMM_PREFETCH_READ(p) __builtin_prefetch((p), 0, 3)
 #else
 #define XCONV_GEMM_RESTRICT
 #define XCONV_GEMM_ALWAYS_INLINE inline
 #define XCONV_GEMM_PREFETCH_WRITE(p)
+#define XCONV_GEMM_PREFETCH_READ(p)
 #endif
 
 namespace xconv
