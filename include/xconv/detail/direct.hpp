@@ -522,11 +522,49 @@ namespace xconv
             direct_avx512_windows<T>(A::load(row), A::load(row + A::lanes), s, std::make_integer_sequence<int, KW>{});
         }
 
-        /// R output rows (row length out_w) = start + KH x KW stride-1 correlation of the staged
-        /// rows q (R + KH - 1 of them), start being out's values (Load) or init.
-        template <class T, int KH, int KW, int R, bool Load>
-        void direct_avx512_rows(const T* q,
-                                std::int64_t ld,
+        /// The rows a stride-1 AVX-512 kernel reads, straight from the plane, the zero border made
+        /// by masked loads (which do not touch the lanes they leave out): row t, column x is the
+        /// plane pixel (y0 + t, x - left), 0 outside the plane. Saves staging a copy of every row.
+        template <class T>
+        struct direct_plane_rows
+        {
+            const T* src;
+            std::int64_t height, width, y0, left;
+
+            direct_plane_rows from(std::int64_t r) const noexcept { return {src, height, width, y0 + r, left}; }
+
+            template <int KW>
+            XCONV_GEMM_ALWAYS_INLINE void windows(int t, std::int64_t ox, typename direct_avx512<T>::V* s) const noexcept
+            {
+                using A = direct_avx512<T>;
+                const std::int64_t y = y0 + t;
+                if (static_cast<std::uint64_t>(y) >= static_cast<std::uint64_t>(height))
+                {
+                    for (int j = 0; j < KW; ++j)
+                    {
+                        s[j] = A::zero();
+                    }
+                    return;
+                }
+                const std::int64_t x0 = ox - left;  // plane column of lane 0
+                const T* row = src + y * width;
+                // lanes l of the pair lo:hi with 0 <= x0 + l < width
+                const auto lanes_in = [&](std::int64_t first) {
+                    const std::int64_t a = std::clamp<std::int64_t>(-(x0 + first), 0, A::lanes);
+                    const std::int64_t b = std::clamp<std::int64_t>(width - (x0 + first), 0, A::lanes);
+                    return static_cast<typename A::M>(A::mask(b) & ~A::mask(a));
+                };
+                const std::uintptr_t at = reinterpret_cast<std::uintptr_t>(row) + static_cast<std::uintptr_t>(x0) * sizeof(T);
+                const T* p = reinterpret_cast<const T*>(at);  // may lie before row: only in-plane lanes are read
+                direct_avx512_windows<T>(A::load(lanes_in(0), p), A::load(lanes_in(A::lanes), p + A::lanes), s,
+                                         std::make_integer_sequence<int, KW>{});
+            }
+        };
+
+        /// R output rows (row length out_w) = start + KH x KW stride-1 correlation of the rows of
+        /// `src` (R + KH - 1 of them), start being out's values (Load) or init.
+        template <class T, int KH, int KW, int R, bool Load, class Src>
+        void direct_avx512_rows(const Src& src,
                                 const typename direct_avx512<T>::V* w,
                                 typename direct_avx512<T>::V init,
                                 T* out,
@@ -547,7 +585,7 @@ namespace xconv
                 for (int t = 0; t < R + KH - 1; ++t)
                 {
                     V s[KW];
-                    direct_avx512_windows<T, KW>(q + t * ld + ox, s);
+                    src.template windows<KW>(t, ox, s);
                     XCONV_GEMM_UNROLL
                     for (int i = 0; i < KH; ++i)
                     {
@@ -570,9 +608,10 @@ namespace xconv
             }
         }
 
-        /// out [rows, out_w] = start + KH x KW stride-1 correlation of the staged band q with wt.
-        template <class T, int KH, int KW>
-        void direct_avx512_plane(const T* q, std::int64_t ld, const T* wt, const T* init, T* out, std::int64_t rows, std::int64_t out_w) noexcept
+        /// out [rows, out_w] = start + KH x KW stride-1 correlation of the rows of src (a
+        /// direct_plane_rows) with wt.
+        template <class T, int KH, int KW, class Src>
+        void direct_avx512_plane(const Src& src, const T* wt, const T* init, T* out, std::int64_t rows, std::int64_t out_w) noexcept
         {
             using A = direct_avx512<T>;
             typename A::V w[KH * KW];
@@ -587,15 +626,15 @@ namespace xconv
                 std::int64_t oy = 0;
                 for (; oy + R <= rows; oy += R)
                 {
-                    direct_avx512_rows<T, KH, KW, R, Load>(q + oy * ld, ld, w, start, out + oy * out_w, out_w);
+                    direct_avx512_rows<T, KH, KW, R, Load>(src.from(oy), w, start, out + oy * out_w, out_w);
                 }
                 for (; oy + 2 <= rows; oy += 2)
                 {
-                    direct_avx512_rows<T, KH, KW, 2, Load>(q + oy * ld, ld, w, start, out + oy * out_w, out_w);
+                    direct_avx512_rows<T, KH, KW, 2, Load>(src.from(oy), w, start, out + oy * out_w, out_w);
                 }
                 for (; oy < rows; ++oy)
                 {
-                    direct_avx512_rows<T, KH, KW, 1, Load>(q + oy * ld, ld, w, start, out + oy * out_w, out_w);
+                    direct_avx512_rows<T, KH, KW, 1, Load>(src.from(oy), w, start, out + oy * out_w, out_w);
                 }
             };
             if (init == nullptr)
@@ -775,23 +814,24 @@ namespace xconv
             for (std::int64_t oy0 = 0; oy0 < g.out_h; oy0 += band)
             {
                 const std::int64_t oy1 = std::min(g.out_h, oy0 + band);
-                stage_rows(src, g.src_h, g.src_w, g.top, g.left, oy0 * g.sh, g.rows_for(oy0, oy1), g.q_cols, g.ld, q);
                 T* o = out + oy0 * g.out_w;
                 const std::int64_t rows = oy1 - oy0;
 #if defined(XCONV_DIRECT_AVX512)
                 if (g.fast() && ((g.kh == 3 && g.kw == 3) || (g.kh == 5 && g.kw == 5)))
                 {
+                    // Read straight from the plane (masked loads make the border), no staging.
                     // With `stream`, the band is computed in cache and written out with
                     // non-temporal stores: the output is not read first (no read-for-ownership).
                     const bool staged_out = stream && init != nullptr;
                     T* dst = staged_out ? ws.band.get(static_cast<std::size_t>(rows * g.out_w)) : o;
+                    const direct_plane_rows<T> plane_rows{src, g.src_h, g.src_w, oy0 - g.top, g.left};
                     if (g.kh == 3)
                     {
-                        direct_avx512_plane<T, 3, 3>(q, g.ld, wt, init, dst, rows, g.out_w);
+                        direct_avx512_plane<T, 3, 3>(plane_rows, wt, init, dst, rows, g.out_w);
                     }
                     else
                     {
-                        direct_avx512_plane<T, 5, 5>(q, g.ld, wt, init, dst, rows, g.out_w);
+                        direct_avx512_plane<T, 5, 5>(plane_rows, wt, init, dst, rows, g.out_w);
                     }
                     if (staged_out)
                     {
@@ -800,6 +840,7 @@ namespace xconv
                     continue;
                 }
 #endif
+                stage_rows(src, g.src_h, g.src_w, g.top, g.left, oy0 * g.sh, g.rows_for(oy0, oy1), g.q_cols, g.ld, q);
                 if (g.fast() && g.kh == 3 && g.kw == 3)
                 {
                     direct_plane_fixed<T, 3, 3>(q, g.ld, wt, init, o, rows, g.out_w);
