@@ -462,6 +462,10 @@ TEST_CASE("implicit GEMM forward: the reference convolution, bitwise the packed 
         {2, 16, 2 * nr, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 2},  // groups
         {1, 64, nr, 5, 5, 3, 3, 1, 1, 4, 3},           // windows entirely in the padding
         {2, 64, nr, 9, 10, 3, 3, 2, 2},                // no padding: read in place
+        // stride 1, several samples: the backward-data pass is the flipped kernel's forward pass
+        {2, 2 * nr, 2 * nr, 7, 8, 3, 3, 1, 1, 1, 1, 1, 1, 2},  // groups
+        {3, nr, 32, 9, 10, 3, 2, 1, 1, 2, 0, 2, 1},            // dilation; padding at the kernel's reach and none
+        {2, nr + 3, 20, 6, 6, 3, 3},                           // no padding: a full correlation back
     };
     for (const auto& c : cases)
     {
@@ -470,6 +474,7 @@ TEST_CASE("implicit GEMM forward: the reference convolution, bitwise the packed 
     const std::vector<conv_case> double_cases = {
         {2, 64, nr_d, 9, 11, 3, 3, 1, 1, 1, 1},
         {1, 64, nr_d + 3, 12, 13, 3, 3, 2, 1, 1, 2, 1, 2},
+        {2, nr_d, 16, 7, 7, 3, 3, 1, 1, 1, 1},
     };
     for (const auto& c : double_cases)
     {
@@ -495,7 +500,8 @@ TEST_CASE("implicit GEMM forward: the reference convolution, bitwise the packed 
         {
             INFO(u.text << " N=" << N << " Cg=" << Cg << " budget=" << budget);
             xt::xtensor<float, 1> got = xt::zeros<float>({std::size_t(N * Cg * L)});
-            xconv::detail::implicit_forward(u.win, u.C, Cg, w.data(), x.data(), u.C * P, got.data(), Cg * L, N, b.data(), budget);
+            xconv::detail::implicit_forward(u.win, u.C, Cg, xconv::detail::strided_b_packer<float>{xconv::transposed(w.data(), K)},
+                                            x.data(), u.C * P, got.data(), Cg * L, N, b.data(), budget);
             REQUIRE(std::memcmp(got.data(), packed.data(), got.size() * sizeof(float)) == 0);
         }
         // and the result is the convolution of the last sample (through the reference unfold)

@@ -253,6 +253,13 @@ namespace xconv
             }
             if (gx != nullptr)
             {
+                // Stride 1: dx_g is the forward pass of the flipped kernel over dy_g.
+                if (!p.explicit_pad
+                    && backward_data_as_forward(p.win, Cin_g, Cout_g, p.groups, p.batch, weight, grad_out, p.out_channels * L, gx,
+                                                p.in_channels * in_plane))
+                {
+                    return;
+                }
                 // dx_g = col2im( W_g^T [K, Cout_g] x dy_g [Cout_g, L] )
                 const packed_weights<T> pw = pack_weights(weight_operand::backward_data_a, weight, p.groups, Cout_g, K, p.batch);
                 for_each_sample_group<T>(p.batch, p.groups, [&](std::int64_t n, std::int64_t g, std::size_t budget, bool inner) {

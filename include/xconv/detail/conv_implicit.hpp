@@ -259,16 +259,53 @@ namespace xconv
                    && win.blocks() > 0;
         }
 
+        /// The B operand of the backward-data pass of a stride-1 convolution run as a forward one
+        /// (conv2d_backward_data_as_forward): B [K', Cp] with K' = Cg * kh * kw, B((c, t), p) =
+        /// W[c, p, taps - 1 - t] for the weight W [Cg, Cp, kh, kw] of a group, i.e. the kernel
+        /// turned by 180 degrees with its two channel axes swapped. Packs the layout of
+        /// gemm_pack.hpp.
+        template <class T, class Arch = gemm_arch>
+        struct flipped_weight_b_packer
+        {
+            const T* W;
+            std::int64_t Cp, taps;
+
+            void operator()(std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nc, T* dst) const noexcept
+            {
+                constexpr std::size_t NR = gemm_traits<T, Arch>::nr;
+                for (std::size_t q = 0; q * NR < nc; ++q)
+                {
+                    const std::size_t n = std::min(NR, nc - q * NR);
+                    T* d = dst + q * kc * NR;
+                    for (std::size_t k = 0; k < kc; ++k)
+                    {
+                        const auto kk = static_cast<std::int64_t>(k0 + k);
+                        const std::int64_t c = kk / taps, t = taps - 1 - (kk - c * taps);
+                        const T* w = W + (c * Cp + static_cast<std::int64_t>(j0 + q * NR)) * taps + t;
+                        for (std::size_t j = 0; j < n; ++j)
+                        {
+                            d[k * NR + j] = w[static_cast<std::int64_t>(j) * taps];
+                        }
+                        for (std::size_t j = n; j < NR; ++j)
+                        {
+                            d[k * NR + j] = T(0);
+                        }
+                    }
+                }
+            }
+        };
+
         /// grid_s [Cg, L] = W [Cg, K] x cols(plane_s) [K, L] (+ bias per row) for the samples s in
         /// [0, N): plane of sample s at plane + s * plane_stride, its grid at grid + s *
-        /// grid_stride. packed_wt: W^T packed whole by prepack_b (pack_weights' forward_batch_b),
-        /// or null to pack it block by block here. With OpenMP, when not called from inside a
-        /// parallel region, the threads share each tile's row panels.
-        template <class T>
+        /// grid_stride. The GEMM's B = W^T [K, Cg] is `packed_wt`, packed whole by prepack_b, or,
+        /// when that is null, packed micro-panel by micro-panel here by `pack_w` (a B packer of
+        /// gemm_pack.hpp). With OpenMP, when not called from inside a parallel region, the threads
+        /// share each tile's row panels.
+        template <class T, class PackW>
         void implicit_forward(const window2d& win,
                               std::int64_t Cp,
                               std::int64_t Cg,
-                              const T* W,
+                              const PackW& pack_w,
                               const T* plane,
                               std::int64_t plane_stride,
                               T* grid,
@@ -446,7 +483,7 @@ namespace xconv
                                     else
                                     {
                                         T* own = implicit_workspace<T>::local().b.get(kc * NR);
-                                        strided_b_packer<T>{transposed(W, K)}(pc, kc, jr, n, own);
+                                        pack_w(pc, kc, jr, n, own);
                                         b_panel = own;
                                     }
                                     const auto kernel = implicit_microkernel_table<T, gemm_arch>::get((n + LANES - 1) / LANES);
