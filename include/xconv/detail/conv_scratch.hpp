@@ -3,7 +3,8 @@
 //
 // A convolution call needs scratch for the tiles it lowers to GEMMs: the GEMM's packed operands,
 // a tile of im2col columns (backward-weights) or of GEMM output waiting for col2im
-// (backward-data), a transposed output tile for narrow outputs. None of them is ever as large as
+// (backward-data), a transposed output tile (narrow outputs, and the implicit GEMM of
+// conv_implicit.hpp with the zero-bordered input rows it reads). None of them is ever as large as
 // the whole column matrix: the passes tile the output positions so that the scratch of one call,
 // summed over the threads it runs on, stays below scratch_limit() (4 MiB unless changed).
 //
