@@ -66,9 +66,6 @@ namespace xconv
                                          bool load_c) noexcept
         {
             using traits = gemm_traits<T, Arch>;
-            using vec = gemm_vec<T, Arch>;
-            using V = typename vec::type;
-            constexpr std::size_t L = vec::lanes;
             constexpr std::size_t MR = traits::mr;
             constexpr std::size_t NR = traits::nr;
 
@@ -78,16 +75,8 @@ namespace xconv
             {
                 p[r] = rows[r];
             }
-            V acc[MR][NV];
-            XCONV_GEMM_UNROLL
-            for (std::size_t r = 0; r < MR; ++r)
-            {
-                XCONV_GEMM_UNROLL
-                for (std::size_t v = 0; v < NV; ++v)
-                {
-                    acc[r][v] = load_c ? vec::load(c + static_cast<std::ptrdiff_t>(r) * ldc + v * L) : vec::zero();
-                }
-            }
+            gemm_register_tile<T, Arch, MR, NV> tile;
+            tile.start(c, ldc, load_c);
             for (std::size_t k = 0; k < kc; ++k)
             {
                 const std::ptrdiff_t o = off[k];
@@ -98,33 +87,10 @@ namespace xconv
                     XCONV_GEMM_PREFETCH_READ(p[0] + ahead);
                     XCONV_GEMM_PREFETCH_READ(p[MR - 1] + ahead + 64 / sizeof(T));
                 }
-                V bv[NV];
-                XCONV_GEMM_UNROLL
-                for (std::size_t v = 0; v < NV; ++v)
-                {
-                    bv[v] = vec::load_aligned(b + v * L);
-                }
-                XCONV_GEMM_UNROLL
-                for (std::size_t r = 0; r < MR; ++r)
-                {
-                    const V ar = vec::broadcast(p[r][o]);
-                    XCONV_GEMM_UNROLL
-                    for (std::size_t v = 0; v < NV; ++v)
-                    {
-                        acc[r][v] = vec::fma(ar, bv[v], acc[r][v]);
-                    }
-                }
+                tile.update([&p, o](std::size_t r) { return p[r][o]; }, b);
                 b += NR;
             }
-            XCONV_GEMM_UNROLL
-            for (std::size_t r = 0; r < MR; ++r)
-            {
-                XCONV_GEMM_UNROLL
-                for (std::size_t v = 0; v < NV; ++v)
-                {
-                    vec::store(c + static_cast<std::ptrdiff_t>(r) * ldc + v * L, acc[r][v]);
-                }
-            }
+            tile.store(c, ldc);
         }
 
         template <class T>

@@ -100,50 +100,51 @@ namespace xconv
             static XCONV_GEMM_ALWAYS_INLINE T fma(T a, T b, T c) noexcept { return a * b + c; }
         };
 
-        /// One M x (NV * lanes) tile of C from packed panels; see the contract at the top.
+        /// The M x NV vector accumulators of a register tile, shared by the micro-kernels (this
+        /// one and conv_implicit.hpp's): started from C or from zero, updated by rank-1 steps,
+        /// stored back. Always inlined, so the accumulators live in registers.
         template <class T, class Arch, std::size_t M, std::size_t NV>
-        inline void gemm_microkernel(std::size_t kc,
-                                     const T* XCONV_GEMM_RESTRICT a,
-                                     const T* XCONV_GEMM_RESTRICT b,
-                                     T* XCONV_GEMM_RESTRICT c,
-                                     std::ptrdiff_t ldc,
-                                     bool load_c) noexcept
+        struct gemm_register_tile
         {
-            using traits = gemm_traits<T, Arch>;
             using vec = gemm_vec<T, Arch>;
             using V = typename vec::type;
-            constexpr std::size_t L = vec::lanes;
-            constexpr std::size_t MR = traits::mr;
-            constexpr std::size_t NR = traits::nr;
-            static_assert(M >= 1 && M <= MR && NV >= 1 && NV <= traits::nv, "tile larger than the register block");
+            static constexpr std::size_t L = vec::lanes;
 
             V acc[M][NV];
-            if (load_c)
+
+            /// acc = the tile of C at c (load_c) or zero.
+            XCONV_GEMM_ALWAYS_INLINE void start(const T* c, std::ptrdiff_t ldc, bool load_c) noexcept
             {
-                XCONV_GEMM_UNROLL
-                for (std::size_t r = 0; r < M; ++r)
+                if (load_c)
                 {
                     XCONV_GEMM_UNROLL
-                    for (std::size_t v = 0; v < NV; ++v)
+                    for (std::size_t r = 0; r < M; ++r)
                     {
-                        acc[r][v] = vec::load(c + static_cast<std::ptrdiff_t>(r) * ldc + v * L);
+                        XCONV_GEMM_UNROLL
+                        for (std::size_t v = 0; v < NV; ++v)
+                        {
+                            acc[r][v] = vec::load(c + static_cast<std::ptrdiff_t>(r) * ldc + v * L);
+                        }
                     }
                 }
-            }
-            else
-            {
-                XCONV_GEMM_UNROLL
-                for (std::size_t r = 0; r < M; ++r)
+                else
                 {
                     XCONV_GEMM_UNROLL
-                    for (std::size_t v = 0; v < NV; ++v)
+                    for (std::size_t r = 0; r < M; ++r)
                     {
-                        acc[r][v] = vec::zero();
+                        XCONV_GEMM_UNROLL
+                        for (std::size_t v = 0; v < NV; ++v)
+                        {
+                            acc[r][v] = vec::zero();
+                        }
                     }
                 }
             }
 
-            for (std::size_t k = 0; k < kc; ++k)
+            /// acc[r][j] = fma(a(r), b[j], acc[r][j]): one step k of every accumulator chain, b a
+            /// row of a packed B panel (aligned).
+            template <class A>
+            XCONV_GEMM_ALWAYS_INLINE void update(const A& a, const T* XCONV_GEMM_RESTRICT b) noexcept
             {
                 V bv[NV];
                 XCONV_GEMM_UNROLL
@@ -154,26 +155,52 @@ namespace xconv
                 XCONV_GEMM_UNROLL
                 for (std::size_t r = 0; r < M; ++r)
                 {
-                    const V ar = vec::broadcast(a[r]);
+                    const V ar = vec::broadcast(a(r));
                     XCONV_GEMM_UNROLL
                     for (std::size_t v = 0; v < NV; ++v)
                     {
                         acc[r][v] = vec::fma(ar, bv[v], acc[r][v]);
                     }
                 }
+            }
+
+            XCONV_GEMM_ALWAYS_INLINE void store(T* c, std::ptrdiff_t ldc) const noexcept
+            {
+                XCONV_GEMM_UNROLL
+                for (std::size_t r = 0; r < M; ++r)
+                {
+                    XCONV_GEMM_UNROLL
+                    for (std::size_t v = 0; v < NV; ++v)
+                    {
+                        vec::store(c + static_cast<std::ptrdiff_t>(r) * ldc + v * L, acc[r][v]);
+                    }
+                }
+            }
+        };
+
+        /// One M x (NV * lanes) tile of C from packed panels; see the contract at the top.
+        template <class T, class Arch, std::size_t M, std::size_t NV>
+        inline void gemm_microkernel(std::size_t kc,
+                                     const T* XCONV_GEMM_RESTRICT a,
+                                     const T* XCONV_GEMM_RESTRICT b,
+                                     T* XCONV_GEMM_RESTRICT c,
+                                     std::ptrdiff_t ldc,
+                                     bool load_c) noexcept
+        {
+            using traits = gemm_traits<T, Arch>;
+            constexpr std::size_t MR = traits::mr;
+            constexpr std::size_t NR = traits::nr;
+            static_assert(M >= 1 && M <= MR && NV >= 1 && NV <= traits::nv, "tile larger than the register block");
+
+            gemm_register_tile<T, Arch, M, NV> tile;
+            tile.start(c, ldc, load_c);
+            for (std::size_t k = 0; k < kc; ++k)
+            {
+                tile.update([a](std::size_t r) { return a[r]; }, b);
                 a += MR;
                 b += NR;
             }
-
-            XCONV_GEMM_UNROLL
-            for (std::size_t r = 0; r < M; ++r)
-            {
-                XCONV_GEMM_UNROLL
-                for (std::size_t v = 0; v < NV; ++v)
-                {
-                    vec::store(c + static_cast<std::ptrdiff_t>(r) * ldc + v * L, acc[r][v]);
-                }
-            }
+            tile.store(c, ldc);
         }
 
         /// Pointer to a micro-kernel instantiation.
