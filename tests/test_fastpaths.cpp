@@ -535,6 +535,11 @@ TEST_CASE("conv_transpose2d paths: depthwise, narrow, 1x1", "[fastpaths]")
         {2, nr, 6, 3, 3, 3, 3, 1, 1, 1, 1},                  // backward-data narrow
         {2, 8, 6, 5, 7, 1, 1},                               // 1x1
         {2, 8, 6, 5, 4, 3, 2, 2, 3, 1, 0, 1, 2, 3, 1, 2},    // like the suite's seed_test_T, grouped
+        // stride 1, several samples, a register panel of output channels: the forward pass is the
+        // flipped kernel's correlation through the implicit GEMM
+        {2, 16, nr, 6, 7, 3, 3},
+        {3, 32, nr + 2, 5, 6, 3, 3, 1, 1, 1, 2, 1, 1, 2, 2},  // padding, dilation, output padding
+        {2, 2 * 32, 2 * nr, 4, 5, 3, 2, 1, 1, 1, 0, 0, 0, 1, 1, 2},  // groups
     };
     for (const auto& c : cases)
     {

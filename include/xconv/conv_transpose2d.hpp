@@ -47,6 +47,12 @@ namespace xconv
             const std::int64_t K = Cout_g * p.win.taps();
             const conv_taps taps(p.win);
             const bool stream = stream_output(static_cast<std::size_t>(p.batch * p.out_channels * out_plane) * sizeof(T));
+            // Stride 1: the forward pass of the flipped kernel over x (no col2im).
+            if (backward_data_as_forward(p.win, Cout_g, Cin_g, p.groups, p.batch, weight, x, p.in_channels * L, out,
+                                         p.out_channels * out_plane, bias))
+            {
+                return;
+            }
             // per sample and group: bias + col2im( W_g^T [K, Cin_g] x x_g [Cin_g, L] )
             const packed_weights<T> pw = prefer_direct(Cout_g, Cin_g)
                                              ? packed_weights<T>{}

@@ -646,8 +646,9 @@ namespace xconv
         /// convolution's (plane = its input, [Cp, H, W]; grid = its output, [Cg, blocks]), W the
         /// weight [G * Cg, Cp, kh, kw]; sample n's group g reads the grid at grid + n * grid_stride +
         /// g * Cg * L and overwrites the plane at plane + n * plane_stride + g * Cp * H * W.
-        /// Returns false, having done nothing, when it does not apply: strides, padding beyond
-        /// the kernel's reach, groups the implicit GEMM does not suit.
+        /// bias [G * Cp] (or null) is added per plane channel: this is also the forward pass of a
+        /// stride-1 conv_transpose2d. Returns false, having done nothing, when it does not apply:
+        /// strides, padding beyond the kernel's reach, groups the implicit GEMM does not suit.
         template <class T>
         bool backward_data_as_forward(const window2d& win,
                                       std::int64_t Cp,
@@ -658,7 +659,8 @@ namespace xconv
                                       const T* grid,
                                       std::int64_t grid_stride,
                                       T* plane,
-                                      std::int64_t plane_stride)
+                                      std::int64_t plane_stride,
+                                      const T* bias = nullptr)
         {
             const std::int64_t reach_h = win.dil_h * (win.kernel_h - 1), reach_w = win.dil_w * (win.kernel_w - 1);
             if (win.stride_h != 1 || win.stride_w != 1 || win.pad_top > reach_h || win.pad_left > reach_w || prefer_direct(Cp, Cg))
@@ -682,7 +684,7 @@ namespace xconv
                 return false;
             }
             implicit_over_batch<T>(back, Cg, Cp, G, N, [&](std::int64_t g) { return flipped_weight_b_packer<T>{W + g * Cg * Cp * taps, Cp, taps}; },
-                                   grid, grid_stride, plane, plane_stride, static_cast<const T*>(nullptr));
+                                   grid, grid_stride, plane, plane_stride, bias);
             return true;
         }
 
