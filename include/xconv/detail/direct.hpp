@@ -7,7 +7,9 @@
 //
 // Each channel plane is first staged, a band of rows at a time, into a zero-bordered copy q that
 // covers every pixel the windows read (and a vector's width more on the right), so the loops
-// below never test a bound. Then:
+// below never test a bound; except for the AVX-512 3x3 / 5x5 stride-1 kernels of the correlation
+// (forward and backward-data), which read the plane's rows in place and make the border with
+// masked loads (direct_plane_rows). Then:
 //   * 3x3 (and 5x5, 1x1) kernels with stride 1 and dilation 1: register-blocked vector kernels;
 //     forward keeps 4 output rows x 2 vectors of accumulators while each staged input row is
 //     loaded once per kernel column, backward-weights keeps one accumulator vector per tap. The
