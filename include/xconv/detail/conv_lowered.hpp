@@ -133,28 +133,47 @@ namespace xconv
             }
         };
 
-        /// Packs the weight [G * Cg, K] (group g's W_g at W + g * Cg * K) as the operand `how` of
-        /// the passes, into a buffer of the call's, when it is used by more than one sample
-        /// and takes at most three quarters of the scratch limit.
-        template <class T>
-        packed_weights<T> pack_weights(weight_operand how, const T* W, std::int64_t G, std::int64_t Cg, std::int64_t K,
-                                       std::int64_t samples)
+        /// Whether weights of `bytes` (all groups, packed) are packed once for a call: when they
+        /// serve more than one sample and take at most three quarters of the scratch limit.
+        inline bool packs_once(std::size_t bytes, std::int64_t samples) noexcept
+        {
+            return samples > 1 && bytes <= scratch_limit() / 4 * 3;
+        }
+
+        /// The weights of G groups packed once for the call (packs_once), `per` elements a group:
+        /// pack(g, dst) writes group g's. Empty (data null) when they are not packed.
+        template <class T, class Pack>
+        packed_weights<T> pack_weights_once(std::int64_t G, std::size_t per, std::int64_t samples, Pack&& pack)
         {
             packed_weights<T> r;
-            const auto uK = static_cast<std::size_t>(K), uCg = static_cast<std::size_t>(Cg);
-            const std::size_t per = how == weight_operand::forward_a ? prepacked_a_size<T>(uCg, uK)
-                                    : how == weight_operand::forward_batch_b ? prepacked_b_size<T>(uK, uCg)
-                                                                             : prepacked_a_size<T>(uK, uCg);
             const std::size_t bytes = per * static_cast<std::size_t>(G) * sizeof(T);
-            if (samples < 2 || bytes > scratch_limit() / 4 * 3)
+            if (!packs_once(bytes, samples))
             {
                 return r;
             }
             T* dst = r.storage.get(per * static_cast<std::size_t>(G));
             for (std::int64_t g = 0; g < G; ++g)
             {
+                pack(g, dst + static_cast<std::size_t>(g) * per);
+            }
+            r.data = dst;
+            r.group_elements = per;
+            r.bytes = bytes;
+            return r;
+        }
+
+        /// Packs the weight [G * Cg, K] (group g's W_g at W + g * Cg * K) as the operand `how` of
+        /// the passes, into a buffer of the call's, when packs_once allows it.
+        template <class T>
+        packed_weights<T> pack_weights(weight_operand how, const T* W, std::int64_t G, std::int64_t Cg, std::int64_t K,
+                                       std::int64_t samples)
+        {
+            const auto uK = static_cast<std::size_t>(K), uCg = static_cast<std::size_t>(Cg);
+            const std::size_t per = how == weight_operand::forward_a ? prepacked_a_size<T>(uCg, uK)
+                                    : how == weight_operand::forward_batch_b ? prepacked_b_size<T>(uK, uCg)
+                                                                             : prepacked_a_size<T>(uK, uCg);
+            return pack_weights_once<T>(G, per, samples, [&](std::int64_t g, T* d) {
                 const T* Wg = W + g * Cg * K;
-                T* d = dst + static_cast<std::size_t>(g) * per;
                 switch (how)
                 {
                     case weight_operand::forward_a:
@@ -167,11 +186,7 @@ namespace xconv
                         prepack_a<T>(strided_a_packer<T>{transposed(Wg, K)}, uK, uCg, d);
                         break;
                 }
-            }
-            r.data = dst;
-            r.group_elements = per;
-            r.bytes = bytes;
-            return r;
+            });
         }
 
         /// grid [Cg, L] = W [Cg, K] x cols(plane) [K, L], plus bias[c] on row c when bias is not null.
@@ -526,22 +541,42 @@ namespace xconv
             conv_parallel_for(N * G, split, [&](std::int64_t t) { f(t / G, t % G, budget, inner); });
         }
 
-        /// Whether implicit_over_batch packs the weights of all groups once for the call: when
-        /// they serve several samples and take at most three quarters of the scratch cap.
-        template <class T>
-        bool implicit_packs_once(std::int64_t K, std::int64_t Cg, std::int64_t G, std::int64_t N) noexcept
+        /// Calls f(g, n0, n1, budget) for every group g < G and share [n0, n1) of the N samples:
+        /// one share per thread when there are enough (groups x shares) tasks, each task then
+        /// serial with `budget` bytes of scratch; else one share of all samples, the tasks one
+        /// after the other, each free to use the threads itself. `reserved`: scratch bytes the
+        /// call already holds (its packed weights), left out of the budgets.
+        template <class T, class F>
+        void for_each_sample_share(std::int64_t G, std::int64_t N, std::size_t reserved, F&& f)
         {
-            const std::size_t bytes =
-                prepacked_b_size<T>(static_cast<std::size_t>(K), static_cast<std::size_t>(Cg)) * static_cast<std::size_t>(G) * sizeof(T);
-            return N > 1 && bytes <= scratch_limit() / 4 * 3;
+            const std::int64_t threads = conv_threads();
+            const std::int64_t parts = std::min(threads, N);
+            const bool split = conv_split_tasks(G * parts, threads);
+            const std::size_t budget = split ? split_budget(threads, reserved) : shared_budget<T>(threads, reserved);
+            const std::int64_t shares = split ? parts : 1;
+            conv_parallel_for(G * shares, split, [&](std::int64_t t) {
+                const std::int64_t g = t / shares, part = t % shares;
+                f(g, N * part / shares, N * (part + 1) / shares, budget);
+            });
+        }
+
+        /// Whether the implicit GEMM computes a forward pass over `win` with Cp plane channels and
+        /// Cg grid channels per group. It saves the im2col packing but stores its result
+        /// transposed: it pays unless the product is shallow (below 128, measured on the suite's
+        /// 7 x 7 stem, K = 147, and 1 x 1 layer, K = 256), and for narrow outputs, computed
+        /// transposed anyway. Few channels per group go to the direct passes instead.
+        template <class T>
+        bool use_implicit(const window2d& win, std::int64_t Cp, std::int64_t Cg) noexcept
+        {
+            return !prefer_direct(Cp, Cg) && implicit_forward_applies<T>(win, Cp, Cg)
+                   && (Cp * win.taps() >= 128 || narrow_output<T>(win.blocks(), Cg));
         }
 
         /// implicit_forward over a batch: sample n's group g reads the plane at plane + n *
         /// plane_stride + g * Cp * win.plane() and writes the grid at grid + n * grid_stride + g *
         /// Cg * L (+ bias + g * Cg); packer(g) is the B packer of group g's W^T [Cp * taps, Cg].
-        /// W^T is packed once for the call when it serves several samples and fits three quarters
-        /// of the scratch cap, else panel by panel inside the GEMMs. The threads take a share of
-        /// the samples each when there are enough, else share each GEMM.
+        /// W^T is packed once for the call when packs_once allows it, else panel by panel inside
+        /// the GEMMs.
         template <class T, class MakePacker>
         void implicit_over_batch(const window2d& win,
                                  std::int64_t Cp,
@@ -555,39 +590,20 @@ namespace xconv
                                  std::int64_t grid_stride,
                                  const T* bias)
         {
-            const std::int64_t K = Cp * win.taps();
+            const auto uK = static_cast<std::size_t>(Cp * win.taps()), uCg = static_cast<std::size_t>(Cg);
             const std::int64_t L = win.blocks();
-            const std::int64_t threads = conv_threads();
-            const std::int64_t parts = std::min(threads, N);
-            const bool split = conv_split_tasks(G * parts, threads);
-            // W^T of every group, packed once (as pack_weights does for the other passes)
-            const std::size_t per = prepacked_b_size<T>(static_cast<std::size_t>(K), static_cast<std::size_t>(Cg));
-            const std::size_t bytes = per * static_cast<std::size_t>(G) * sizeof(T);
-            aligned_buffer<T> storage;
-            const T* packed = nullptr;
-            if (implicit_packs_once<T>(K, Cg, G, N))
-            {
-                T* dst = storage.get(per * static_cast<std::size_t>(G));
-                for (std::int64_t g = 0; g < G; ++g)
-                {
-                    prepack_b<T>(packer(g), static_cast<std::size_t>(K), static_cast<std::size_t>(Cg), dst + static_cast<std::size_t>(g) * per);
-                }
-                packed = dst;
-            }
-            const std::size_t reserved = packed != nullptr ? bytes : 0;
-            const std::size_t budget = split ? split_budget(threads, reserved) : shared_budget<T>(threads, reserved);
-            const std::int64_t shares = split ? parts : 1;
-            conv_parallel_for(G * shares, split, [&](std::int64_t t) {
-                const std::int64_t g = t / shares, part = t % shares;
-                const std::int64_t n0 = N * part / shares, n1 = N * (part + 1) / shares;
+            const packed_weights<T> pw = pack_weights_once<T>(G, prepacked_b_size<T>(uK, uCg), N, [&](std::int64_t g, T* d) {
+                prepack_b<T>(packer(g), uK, uCg, d);
+            });
+            for_each_sample_share<T>(G, N, pw.bytes, [&](std::int64_t g, std::int64_t n0, std::int64_t n1, std::size_t budget) {
                 implicit_forward(win, Cp, Cg, packer(g), plane + n0 * plane_stride + g * Cp * win.plane(), plane_stride,
                                  grid + n0 * grid_stride + g * Cg * L, grid_stride, n1 - n0, bias != nullptr ? bias + g * Cg : nullptr,
-                                 budget, packed != nullptr ? packed + static_cast<std::size_t>(g) * per : nullptr);
+                                 budget, pw.group(g));
             });
         }
 
         /// The forward pass of a whole batch, when it runs as one GEMM per group and share of the
-        /// samples, computed transposed: the implicit GEMM (conv_implicit.hpp) when it applies,
+        /// samples, computed transposed: the implicit GEMM (conv_implicit.hpp) when use_implicit,
         /// else, for narrow outputs, lowered_forward_batch. Sample n's group g reads the plane at
         /// plane + n * plane_stride + g * Cp * win.plane() and writes the grid at grid + n *
         /// grid_stride + g * Cg * L (+ bias + g * Cg). Returns false, having done nothing, when
@@ -606,32 +622,20 @@ namespace xconv
                                 std::int64_t grid_stride,
                                 const T* bias)
         {
-            // The implicit GEMM saves the im2col packing but stores its result transposed: it pays
-            // unless the product is shallow (below 128, measured on the suite's 7 x 7 stem, K = 147,
-            // and 1 x 1 layer, K = 256), and for narrow outputs, computed transposed anyway.
-            const bool implicit = !prefer_direct(Cp, Cg) && implicit_forward_applies<T>(win, Cp, Cg)
-                                  && (Cp * win.taps() >= 128 || narrow_output<T>(win.blocks(), Cg));
-            if (!implicit && !batch_narrow_forward<T>(win, Cp, Cg, N))
-            {
-                return false;
-            }
             const std::int64_t K = Cp * win.taps();
-            if (implicit)
+            if (use_implicit<T>(win, Cp, Cg))
             {
                 implicit_over_batch<T>(win, Cp, Cg, G, N, [&](std::int64_t g) { return strided_b_packer<T>{transposed(W + g * Cg * K, K)}; },
                                        plane, plane_stride, grid, grid_stride, bias);
                 return true;
             }
+            if (!batch_narrow_forward<T>(win, Cp, Cg, N))
+            {
+                return false;
+            }
             const std::int64_t L = win.blocks();
-            const std::int64_t threads = conv_threads();
-            const std::int64_t parts = std::min(threads, N);
-            const bool split = conv_split_tasks(G * parts, threads);
             const packed_weights<T> pw = pack_weights(weight_operand::forward_batch_b, W, G, Cg, K, N);
-            const std::size_t budget = split ? split_budget(threads, pw.bytes) : shared_budget<T>(threads, pw.bytes);
-            const std::int64_t shares = split ? parts : 1;
-            conv_parallel_for(G * shares, split, [&](std::int64_t t) {
-                const std::int64_t g = t / shares, part = t % shares;
-                const std::int64_t n0 = N * part / shares, n1 = N * (part + 1) / shares;
+            for_each_sample_share<T>(G, N, pw.bytes, [&](std::int64_t g, std::int64_t n0, std::int64_t n1, std::size_t budget) {
                 lowered_forward_batch(win, taps, Cp, Cg, W + g * Cg * K, plane + n0 * plane_stride + g * Cp * win.plane(), plane_stride,
                                       grid + n0 * grid_stride + g * Cg * L, grid_stride, n1 - n0,
                                       bias != nullptr ? bias + g * Cg : nullptr, budget, pw.group(g));
@@ -663,7 +667,7 @@ namespace xconv
                                       const T* bias = nullptr)
         {
             const std::int64_t reach_h = win.dil_h * (win.kernel_h - 1), reach_w = win.dil_w * (win.kernel_w - 1);
-            if (win.stride_h != 1 || win.stride_w != 1 || win.pad_top > reach_h || win.pad_left > reach_w || prefer_direct(Cp, Cg))
+            if (win.stride_h != 1 || win.stride_w != 1 || win.pad_top > reach_h || win.pad_left > reach_w)
             {
                 return false;
             }
@@ -678,8 +682,9 @@ namespace xconv
             // Only with the flipped kernel packed once for the call: packed per GEMM (one sample, or
             // a weight beyond the cap) it costs more than it saves (measured on the 512-channel
             // 7 x 7 layer, one sample: -9%).
-            if (!implicit_forward_applies<T>(back, Cg, Cp) || (Cg * taps < 128 && !narrow_output<T>(back.blocks(), Cp))
-                || !implicit_packs_once<T>(Cg * taps, Cp, G, N))
+            const std::size_t packed_bytes =
+                prepacked_b_size<T>(static_cast<std::size_t>(Cg * taps), static_cast<std::size_t>(Cp)) * static_cast<std::size_t>(G) * sizeof(T);
+            if (!use_implicit<T>(back, Cg, Cp) || !packs_once(packed_bytes, N))
             {
                 return false;
             }
