@@ -445,6 +445,34 @@ TEST_CASE("conv2d paths: narrow outputs, 1x1 kernels, direct kernels, large padd
     }
 }
 
+TEST_CASE("tensors over the huge-page advice size are computed like small ones", "[fastpaths]")
+{
+    // Outputs of at least huge_page_advice_bytes (32 MiB) are advised onto transparent huge
+    // pages before they are written; their values must not notice.
+    engine gen(515);
+    constexpr std::size_t big = xconv::detail::huge_page_advice_bytes;
+    // grad_input of a 1x1 layer: 4 x 1024 x 1100 doubles = 34.4 MiB, the advice path and its
+    // unaligned tail; the forward output is small. (Double: the weight gradient sums 1.1 million
+    // products, too many for a float tolerance.)
+    const conv_case c{1, 4, 2, 1024, 1100, 1, 1};
+    REQUIRE(std::size_t(c.Cin * c.H * c.W) * sizeof(double) >= big);
+    check_conv_case<double>(c, gen, 1e-10);
+    // unfold's columns: 9 x 1030 x 1000 floats = 33.2 MiB.
+    const auto x = random_tensor<float, 4>({1, 1, 1030, 1000}, gen);
+    const xconv_test::window_geometry g{3, 3, 1, 1, 1, 1, 1, 1};
+    xconv::unfold_options o;
+    o.padding = {1, 1};
+    const auto cols = xconv::unfold(x, {3, 3}, o);
+    REQUIRE(cols.size() * sizeof(float) >= big);
+    CHECK(cols == xconv_test::unfold<float>(x, g));
+    // The advice itself on ranges that are too small, unaligned or empty is a no-op.
+    std::vector<char> bytes(big + 3 * xconv::detail::huge_page_bytes + 1, 'x');
+    xconv::detail::advise_huge_pages(bytes.data() + 1, bytes.size() - 1);
+    xconv::detail::advise_huge_pages(bytes.data(), 100);
+    xconv::detail::advise_huge_pages(nullptr, big);
+    CHECK(std::all_of(bytes.begin(), bytes.end(), [](char v) { return v == 'x'; }));
+}
+
 TEST_CASE("implicit GEMM forward: the reference convolution, bitwise the packed path's result for any tiling", "[fastpaths]")
 {
     scratch_limit_guard guard;

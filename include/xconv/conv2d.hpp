@@ -304,7 +304,7 @@ namespace xconv
             const auto shape4 = conv2d_output_shape(p);
             std::array<std::size_t, OutRank> shape{};
             std::copy(shape4.end() - OutRank, shape4.end(), shape.begin());
-            xt::xtensor<T, OutRank> out(shape);
+            auto out = output_tensor<T, OutRank>(shape);
             conv2d_forward_into(p, x, weight.data(), bias, out.data());
             return out;
         }
@@ -327,11 +327,11 @@ namespace xconv
             conv_gradients<T, InRank> g{empty_tensor<T, InRank>(), empty_tensor<T, 4>(), empty_tensor<T, 1>()};
             if (mask[0])
             {
-                g.grad_input = xt::xtensor<T, InRank>(to_array<InRank>(input.shape()));
+                g.grad_input = output_tensor<T, InRank>(to_array<InRank>(input.shape()));
             }
             if (mask[1])
             {
-                g.grad_weight = xt::xtensor<T, 4>(to_array<4>(weight.shape()));
+                g.grad_weight = output_tensor<T, 4>(to_array<4>(weight.shape()));
             }
             if (mask[2])
             {

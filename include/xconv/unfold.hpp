@@ -16,6 +16,7 @@
 #include <xtensor/xarray.hpp>
 #include <xtensor/xtensor.hpp>
 
+#include "detail/output_tensor.hpp"
 #include "options.hpp"
 
 namespace xconv
@@ -149,12 +150,6 @@ namespace xconv
             return a;
         }
 
-        template <class T, std::size_t N, class Shape>
-        xt::xtensor<T, N> make_tensor(const Shape& shape)
-        {
-            return xt::xtensor<T, N>(to_array<N>(shape));
-        }
-
         template <class T>
         void unfold_into(const T* input, const unfold_plan& p, T* columns)
         {
@@ -193,9 +188,8 @@ namespace xconv
     xt::xtensor<T, 3> unfold(const xt::xtensor<T, 4>& input, size2 kernel_size, const unfold_options& options = {})
     {
         const auto p = detail::plan_unfold(input.shape(), kernel_size, options);
-        xt::xtensor<T, 3> out(std::array<std::size_t, 3>{static_cast<std::size_t>(p.batch),
-                                                          static_cast<std::size_t>(p.channels * p.win.taps()),
-                                                          static_cast<std::size_t>(p.win.blocks())});
+        auto out = detail::output_tensor<T, 3>({static_cast<std::size_t>(p.batch), static_cast<std::size_t>(p.channels * p.win.taps()),
+                                                 static_cast<std::size_t>(p.win.blocks())});
         detail::unfold_into(input.data(), p, out.data());
         return out;
     }
@@ -205,8 +199,8 @@ namespace xconv
     xt::xtensor<T, 2> unfold(const xt::xtensor<T, 3>& input, size2 kernel_size, const unfold_options& options = {})
     {
         const auto p = detail::plan_unfold(detail::batched(detail::to_array<3>(input.shape())), kernel_size, options);
-        xt::xtensor<T, 2> out(std::array<std::size_t, 2>{static_cast<std::size_t>(p.channels * p.win.taps()),
-                                                          static_cast<std::size_t>(p.win.blocks())});
+        auto out = detail::output_tensor<T, 2>(
+            {static_cast<std::size_t>(p.channels * p.win.taps()), static_cast<std::size_t>(p.win.blocks())});
         detail::unfold_into(input.data(), p, out.data());
         return out;
     }
@@ -220,10 +214,8 @@ namespace xconv
                            const unfold_options& options = {})
     {
         const auto p = detail::plan_fold(columns.shape(), output_size, kernel_size, options);
-        xt::xtensor<T, 4> out(std::array<std::size_t, 4>{static_cast<std::size_t>(p.batch),
-                                                          static_cast<std::size_t>(p.channels),
-                                                          static_cast<std::size_t>(p.win.height),
-                                                          static_cast<std::size_t>(p.win.width)});
+        auto out = detail::output_tensor<T, 4>({static_cast<std::size_t>(p.batch), static_cast<std::size_t>(p.channels),
+                                                 static_cast<std::size_t>(p.win.height), static_cast<std::size_t>(p.win.width)});
         detail::fold_into(columns.data(), p, out.data());
         return out;
     }
@@ -237,9 +229,8 @@ namespace xconv
     {
         const auto p = detail::plan_fold(detail::batched(detail::to_array<2>(columns.shape())), output_size,
                                          kernel_size, options);
-        xt::xtensor<T, 3> out(std::array<std::size_t, 3>{static_cast<std::size_t>(p.channels),
-                                                          static_cast<std::size_t>(p.win.height),
-                                                          static_cast<std::size_t>(p.win.width)});
+        auto out = detail::output_tensor<T, 3>({static_cast<std::size_t>(p.channels), static_cast<std::size_t>(p.win.height),
+                                                 static_cast<std::size_t>(p.win.width)});
         detail::fold_into(columns.data(), p, out.data());
         return out;
     }
