@@ -174,7 +174,9 @@ namespace xconv
             const std::int64_t in_plane = p.in_h * p.in_w;
             const std::int64_t K = Cin_g * p.win.taps();
             const conv_taps taps(p.win);
-            if (gw != nullptr)
+            // The direct passes add to the weight gradient; the lowered ones write all of it, unless
+            // there is no position to sum over.
+            if (gw != nullptr && (prefer_direct(Cin_g, Cout_g) || p.batch == 0 || L == 0))
             {
                 std::fill(gw, gw + p.out_channels * K, T(0));
             }
@@ -248,7 +250,7 @@ namespace xconv
                     [&](std::int64_t g, std::int64_t n, const T* src, std::int64_t k_begin, std::int64_t k_end,
                         std::size_t budget) {
                         lowered_backward_weight(p.win, taps, Cin_g, Cout_g, grad_out + (n * p.out_channels + g * Cout_g) * L,
-                                                src, gw + g * Cout_g * K, k_begin, k_end, budget);
+                                                src, gw + g * Cout_g * K, k_begin, k_end, budget, n > 0);
                     });
             }
             if (gx != nullptr)

@@ -81,7 +81,9 @@ namespace xconv
             const std::int64_t out_plane = p.win.plane();
             const std::int64_t K = Cout_g * p.win.taps();
             const conv_taps taps(p.win);
-            if (gw != nullptr)
+            // The direct passes add to the weight gradient; the lowered ones write all of it, unless
+            // there is no position to sum over.
+            if (gw != nullptr && (prefer_direct(Cout_g, Cin_g) || p.batch == 0 || L == 0))
             {
                 std::fill(gw, gw + p.in_channels * K, T(0));
             }
@@ -142,7 +144,7 @@ namespace xconv
                     [&](std::int64_t g, std::int64_t n, const T* gy_g, std::int64_t k_begin, std::int64_t k_end,
                         std::size_t budget) {
                         lowered_backward_weight(p.win, taps, Cout_g, Cin_g, x + (n * p.in_channels + g * Cin_g) * L, gy_g,
-                                                gw + g * Cin_g * K, k_begin, k_end, budget);
+                                                gw + g * Cin_g * K, k_begin, k_end, budget, n > 0);
                     });
             }
             if (gx != nullptr)

@@ -463,9 +463,10 @@ namespace xconv
             }
         }
 
-        /// Wgrad [Cg, k_begin : k_end] += grid [Cg, L] x cols(plane)^T [L, k_begin : k_end]
-        /// (Wgrad has leading dimension K = Cp*kh*kw). Not for the direct case (prefer_direct),
-        /// which direct_backward_batch handles over the whole batch.
+        /// Wgrad [Cg, k_begin : k_end] (+)= grid [Cg, L] x cols(plane)^T [L, k_begin : k_end]
+        /// (Wgrad has leading dimension K = Cp*kh*kw), added to the block when `accumulate`, else
+        /// written over it (L must then be > 0). Not for the direct case (prefer_direct), which
+        /// direct_backward_batch handles over the whole batch.
         template <class T>
         void lowered_backward_weight(const window2d& win,
                                      const conv_taps& taps,
@@ -476,7 +477,8 @@ namespace xconv
                                      T* Wgrad,
                                      std::int64_t k_begin,
                                      std::int64_t k_end,
-                                     std::size_t budget)
+                                     std::size_t budget,
+                                     bool accumulate)
         {
             const std::int64_t K = Cp * win.taps();
             const std::int64_t L = win.blocks();
@@ -488,9 +490,9 @@ namespace xconv
             const std::size_t fixed = gemm_a_block_bytes<T>() + kc * ukn * sizeof(T);
             if (is_identity(win))
             {
-                // [Cg, L] x [L, kn] -> [Cg, kn], accumulated
+                // [Cg, L] x [L, kn] -> [Cg, kn]
                 gemm_driver<T>(uCg, ukn, static_cast<std::size_t>(L), strided_a_packer<T>{row_major(grid, L)},
-                               strided_b_packer<T>{transposed(plane + k_begin * L, L)}, c, true);
+                               strided_b_packer<T>{transposed(plane + k_begin * L, L)}, c, accumulate);
                 return;
             }
             const std::int64_t Lt = position_tile<T>(L, ukn * sizeof(T), fixed, std::min(budget, fixed + cache_tile_bytes));
@@ -500,9 +502,9 @@ namespace xconv
             {
                 const std::int64_t n = std::min(Lt, L - l0);
                 im2col_tile(plane, win, taps, k_begin, k_end, l0, l0 + n, segs, cols, n);
-                // [Cg, n] x [n, kn] -> [Cg, kn], accumulated
+                // [Cg, n] x [n, kn] -> [Cg, kn], over the block for the first tile unless accumulating
                 gemm_driver<T>(uCg, ukn, static_cast<std::size_t>(n), strided_a_packer<T>{row_major(grid + l0, L)},
-                               strided_b_packer<T>{transposed(static_cast<const T*>(cols), n)}, c, true);
+                               strided_b_packer<T>{transposed(static_cast<const T*>(cols), n)}, c, accumulate || l0 > 0);
             }
         }
 
@@ -693,10 +695,11 @@ namespace xconv
             return true;
         }
 
-        /// Accumulates a weight gradient over the batch. For every group g and sample n, in
+        /// Computes a weight gradient as a sum over the batch. For every group g and sample n, in
         /// increasing n, src(n, g) returns the sample's plane (it may stage it in the calling
         /// thread's buffers) and acc(g, n, plane, k_begin, k_end, budget) adds the sample's
-        /// contribution to the columns [k_begin, k_end) of the group's [rows, K] gradient. The
+        /// contribution to the columns [k_begin, k_end) of the group's [rows, K] gradient, or for
+        /// n = 0 writes it there (the gradient need not be zeroed first; N must be > 0). The
         /// threads share the work by groups when there are enough, else by column ranges; each
         /// thread walks its columns in blocks that stay in cache while the whole batch streams
         /// past. Either way every element is accumulated by one thread, over n in order.
