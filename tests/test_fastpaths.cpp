@@ -575,6 +575,70 @@ TEST_CASE("conv_transpose2d paths: depthwise, narrow, 1x1", "[fastpaths]")
     }
 }
 
+TEST_CASE("sub-pixel phases: strided backward-data and transposed forward without col2im", "[fastpaths]")
+{
+    // Strides above 1 with more taps than phases and at least 16 plane channels: each phase of
+    // the plane is a stride-1 correlation of the grid, through the implicit GEMM when the plane
+    // channels fill a register panel (nr), else through the packed GEMM.
+    scratch_limit_guard guard;
+    engine gen(616);
+    const index_t nr = static_cast<index_t>(xconv::detail::gemm_traits<float>::nr);
+    const index_t nr_d = static_cast<index_t>(xconv::detail::gemm_traits<double>::nr);
+    // N, Cin, Cout, H, W, kh, kw, sh, sw, ph, pw, oph, opw, dh, dw, groups
+    const std::vector<transpose_case> transposed = {
+        {2, 8, 16, 5, 6, 4, 4, 2, 2, 1, 1},                    // like dcgan_up, packed GEMM
+        {2, 8, nr, 5, 6, 4, 4, 2, 2, 1, 1},                    // implicit GEMM
+        {1, 6, nr + 5, 4, 5, 5, 5, 3, 3, 2, 2, 2, 2},          // stride 3, output padding
+        {2, 5, 20, 6, 5, 3, 4, 2, 3, 1, 2, 1, 0, 2, 1},        // dilation sharing a factor with the stride
+        {1, 4, 18, 7, 6, 3, 3, 2, 2, 2, 1, 1, 0, 3, 3},        // dilation 3 at stride 2
+        {2, 8, 32, 5, 5, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 2},     // groups
+        {1, 3, 16, 4, 4, 3, 3, 2, 2, 0, 0, 2, 2, 3, 3},        // output padding beyond the grid's reach
+        {1, 4, 16, 5, 4, 5, 2, 1, 3, 2, 0},                    // a column phase no tap reaches
+    };
+    for (const auto& c : transposed)
+    {
+        check_transpose_case<float>(c, gen, 1e-4);
+    }
+    check_transpose_case<double>({2, 6, nr_d, 5, 4, 4, 4, 2, 2, 1, 1}, gen, 1e-10);
+    check_transpose_case<double>({1, 5, 17, 6, 5, 3, 3, 2, 2, 1, 1, 1, 0}, gen, 1e-10);
+    // conv2d's input gradient: the plane channels are the input's.
+    const std::vector<conv_case> convs = {
+        {2, 16, 8, 11, 12, 3, 3, 2, 2, 1, 1},
+        {2, nr, 8, 9, 10, 3, 3, 2, 2, 1, 1},
+        {1, 20, 6, 13, 11, 5, 3, 3, 2, 2, 1, 2, 1},
+        {2, 32, 8, 9, 9, 3, 3, 2, 2, 1, 1, 1, 1, 2},
+        {1, 16, 4, 9, 10, 3, 3, 2, 2, 1, 1, 1, 1, 1, xconv::padding_mode::reflect},
+        {1, 16, 4, 8, 12, 5, 2, 1, 3, 2, 0},
+    };
+    for (const auto& c : convs)
+    {
+        check_conv_case<float>(c, gen, 1e-4);
+    }
+    check_conv_case<double>({2, nr_d, 6, 9, 8, 3, 3, 2, 2, 1, 1}, gen, 1e-10);
+
+    // The scratch cap changes the bands and whether the phase weights are packed once, never a bit.
+    const auto x = random_tensor<float, 4>({2, 24, 9, 11}, gen);
+    const auto wt = random_tensor<float, 4>({24, nr + 3, 4, 3}, gen);
+    const auto bt = random_tensor<float, 1>({std::size_t(nr + 3)}, gen);
+    const auto wc = random_tensor<float, 4>({16, 24, 3, 3}, gen);
+    xconv::conv_transpose2d_options ot;
+    ot.stride = {2, 3};
+    ot.padding = {1, 1};
+    xconv::conv2d_options oc;
+    oc.stride = 2;
+    oc.padding = 1;
+    const auto yt = xconv::conv_transpose2d(x, wt, bt, ot);
+    const auto gy = random_tensor<float, 4>({2, 16, 5, 6}, gen);
+    const auto gx = xconv::conv2d_backward(gy, x, wc, oc, {true, false, false}).grad_input;
+    for (const std::size_t limit : {std::size_t(0), std::size_t(16) << 10})
+    {
+        INFO("scratch limit " << limit);
+        xconv::set_scratch_limit(limit);
+        bitwise_equal(xconv::conv_transpose2d(x, wt, bt, ot), yt, "conv_transpose2d");
+        bitwise_equal(xconv::conv2d_backward(gy, x, wc, oc, {true, false, false}).grad_input, gx, "conv2d grad_input");
+    }
+}
+
 TEST_CASE("scratch limit: set and read back; any cap gives bitwise the same results", "[fastpaths]")
 {
     scratch_limit_guard guard;

@@ -20,6 +20,7 @@
 
 #include "detail/conv_lowered.hpp"
 #include "detail/conv_pack.hpp"
+#include "detail/conv_phases.hpp"
 #include "detail/conv_parallel.hpp"
 #include "detail/conv_scratch.hpp"
 #include "detail/direct.hpp"
@@ -262,21 +263,35 @@ namespace xconv
                 {
                     return;
                 }
-                // dx_g = col2im( W_g^T [K, Cout_g] x dy_g [Cout_g, L] )
-                const packed_weights<T> pw = pack_weights(weight_operand::backward_data_a, weight, p.groups, Cout_g, K, p.batch);
+                // Strides above 1: by sub-pixel phases, each a forward pass over dy_g (no col2im).
+                const bool phases = phases_apply(p.win, Cin_g, Cout_g);
+                const phase_weights<T> phw = phases ? pack_phase_weights(p.win, Cin_g, Cout_g, p.groups, weight)
+                                                    : phase_weights<T>{phase_plan(window2d{}), false, {}, {}};
+                // Else dx_g = col2im( W_g^T [K, Cout_g] x dy_g [Cout_g, L] )
+                const packed_weights<T> pw =
+                    phases ? packed_weights<T>{}
+                                            : pack_weights(weight_operand::backward_data_a, weight, p.groups, Cout_g, K, p.batch);
                 for_each_sample_group<T>(p.batch, p.groups, [&](std::int64_t n, std::int64_t g, std::size_t budget, bool inner) {
                     T* gxg = gx + (n * p.in_channels + g * Cin_g) * in_plane;
                     T* dst = p.explicit_pad
                                  ? conv_workspace<T>::local().padded_grad.get(static_cast<std::size_t>(Cin_g * p.win.plane()))
                                  : gxg;
-                    lowered_backward_data(p.win, taps, Cin_g, Cout_g, weight + g * Cout_g * K,
-                                          grad_out + (n * p.out_channels + g * Cout_g) * L, dst, static_cast<const T*>(nullptr),
-                                          budget, inner, false, pw.group(g));
+                    const T* gy = grad_out + (n * p.out_channels + g * Cout_g) * L;
+                    if (phases)
+                    {
+                        phase_backward_data(p.win, phw, g, Cin_g, Cout_g, weight + g * Cout_g * K, gy, dst,
+                                            static_cast<const T*>(nullptr), budget);
+                    }
+                    else
+                    {
+                        lowered_backward_data(p.win, taps, Cin_g, Cout_g, weight + g * Cout_g * K, gy, dst,
+                                              static_cast<const T*>(nullptr), budget, inner, false, pw.group(g));
+                    }
                     if (p.explicit_pad)
                     {
                         unpad_planes(dst, Cin_g, p, gxg);
                     }
-                }, pw.bytes);
+                }, pw.bytes + phw.weights.bytes);
             }
         }
 
