@@ -716,4 +716,20 @@ TEST_CASE("scratch limit: set and read back; any cap gives bitwise the same resu
         bitwise_equal(r.gwt, base.gwt, "conv_transpose2d grad_weight");
         bitwise_equal(r.gbt, base.gbt, "conv_transpose2d grad_bias");
     }
+
+    // A stride-1 input gradient that the flipped kernel's implicit GEMM computes (a register
+    // panel of input channels): under a cap too small to pack that kernel once, the same route,
+    // packed panel by panel, not col2im's (whose sums run in another order).
+    const index_t nr = static_cast<index_t>(xconv::detail::gemm_traits<float>::nr);
+    const auto x64 = random_tensor<float, 4>({2, std::size_t(nr), 9, 10}, gen);
+    const auto w64 = random_tensor<float, 4>({16, std::size_t(nr), 3, 3}, gen);
+    const auto gy64 = random_tensor<float, 4>({2, 16, 9, 10}, gen);
+    xconv::set_scratch_limit(std::size_t(4) << 20);
+    const auto gx64 = xconv::conv2d_backward(gy64, x64, w64, o, {true, false, false}).grad_input;
+    for (const std::size_t limit : {std::size_t(0), std::size_t(16) << 10})
+    {
+        INFO("scratch limit " << limit);
+        xconv::set_scratch_limit(limit);
+        bitwise_equal(xconv::conv2d_backward(gy64, x64, w64, o, {true, false, false}).grad_input, gx64, "stride-1 grad_input");
+    }
 }

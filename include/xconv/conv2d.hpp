@@ -265,8 +265,7 @@ namespace xconv
                 }
                 // Strides above 1: by sub-pixel phases, each a forward pass over dy_g (no col2im).
                 const bool phases = phases_apply(p.win, Cin_g, Cout_g);
-                const phase_weights<T> phw = phases ? pack_phase_weights(p.win, Cin_g, Cout_g, p.groups, weight)
-                                                    : phase_weights<T>{phase_plan(window2d{}), false, {}, {}};
+                const phase_weights<T> phw = pack_phase_weights(p.win, Cin_g, Cout_g, p.groups, weight);
                 // Else dx_g = col2im( W_g^T [K, Cout_g] x dy_g [Cout_g, L] )
                 const packed_weights<T> pw =
                     phases ? packed_weights<T>{}

@@ -55,8 +55,7 @@ namespace xconv
             }
             // Strides above 1: by sub-pixel phases, each a forward pass over x_g (no col2im).
             const bool phases = phases_apply(p.win, Cout_g, Cin_g);
-            const phase_weights<T> phw = phases ? pack_phase_weights(p.win, Cout_g, Cin_g, p.groups, weight)
-                                                : phase_weights<T>{phase_plan(window2d{}), false, {}, {}};
+            const phase_weights<T> phw = pack_phase_weights(p.win, Cout_g, Cin_g, p.groups, weight);
             // Else per sample and group: bias + col2im( W_g^T [K, Cin_g] x x_g [Cin_g, L] )
             const packed_weights<T> pw = prefer_direct(Cout_g, Cin_g) || phases
                                              ? packed_weights<T>{}

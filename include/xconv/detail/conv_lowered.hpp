@@ -681,12 +681,14 @@ namespace xconv
             back.pad_top = reach_h - win.pad_top;
             back.pad_left = reach_w - win.pad_left;
             const std::int64_t taps = win.taps();
-            // Only with the flipped kernel packed once for the call: packed per GEMM (one sample, or
-            // a weight beyond the cap) it costs more than it saves (measured on the 512-channel
-            // 7 x 7 layer, one sample: -9%).
+            // Only where the flipped kernel is packed once for the call at the default cap: packed
+            // per GEMM (one sample, or a larger weight) it costs more than it saves (measured on
+            // the 512-channel 7 x 7 layer, one sample: -9%). The rule leaves out the cap the
+            // program sets, since this route and col2im's sum in different orders: under a smaller
+            // cap the kernel is packed panel by panel instead, with the same values.
             const std::size_t packed_bytes =
                 prepacked_b_size<T>(static_cast<std::size_t>(Cg * taps), static_cast<std::size_t>(Cp)) * static_cast<std::size_t>(G) * sizeof(T);
-            if (!use_implicit<T>(back, Cg, Cp) || !packs_once(packed_bytes, N))
+            if (!use_implicit<T>(back, Cg, Cp) || N < 2 || packed_bytes > default_scratch_limit / 4 * 3)
             {
                 return false;
             }

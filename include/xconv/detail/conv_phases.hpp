@@ -10,10 +10,15 @@
 //
 //   plane[c, ry + sh*t, rx + sw*u] = sum over (g, a, b) of Wphase[c, g, a, b] * grid[g, t - pad_y + a*dil_y, u - pad_x + b*dil_x]
 //
-// That is a forward convolution, which lowered_forward computes with im2col fused into its GEMM's
-// packing; its rows of output pixels go to a tile in cache and from there to their places in the
-// plane, plus the bias. There is no column matrix, no col2im and no zero fill: each pixel is
-// written once, as one fma chain over (g, a, b). Phases that no tap reaches get the bias alone.
+// That is a forward convolution, computed by the implicit GEMM (conv_implicit.hpp) when the plane
+// has a register panel of channels, else by the packed GEMM with im2col fused into its packing.
+// A band of rows of every column phase goes to tiles in cache, and from there each plane row is
+// written once, front to back, plus the bias. There is no column matrix, no col2im and no zero
+// fill: each pixel is one fma chain over (g, a, b). Pixels that no tap reaches get the bias alone.
+//
+// Used (phases_apply) where col2im would sum several taps per pixel; the phase weights are packed
+// once per call when they fit three quarters of the scratch cap, else by the GEMMs' packers as
+// they go, with the same values: the results do not depend on the cap or on the threads.
 #ifndef XCONV_DETAIL_CONV_PHASES_HPP
 #define XCONV_DETAIL_CONV_PHASES_HPP
 
@@ -211,6 +216,8 @@ namespace xconv
             }
         };
 
+        /// The phase weights of a call (nothing packed when phases_apply says no), for G groups of
+        /// W_g [Cg, Cp * taps] (group g's at W + g * Cg * K).
         template <class T>
         phase_weights<T> pack_phase_weights(const window2d& w, std::int64_t Cp, std::int64_t Cg, std::int64_t G, const T* W)
         {

@@ -31,9 +31,12 @@ namespace xconv
 {
     namespace detail
     {
+        /// The scratch cap of a program that does not set one.
+        inline constexpr std::size_t default_scratch_limit = std::size_t(4) << 20;
+
         inline std::atomic<std::size_t>& scratch_limit_storage() noexcept
         {
-            static std::atomic<std::size_t> limit{std::size_t(4) << 20};
+            static std::atomic<std::size_t> limit{default_scratch_limit};
             return limit;
         }
     }  // namespace detail
