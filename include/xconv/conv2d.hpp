@@ -268,8 +268,7 @@ namespace xconv
                 const phase_weights<T> phw = pack_phase_weights(p.win, Cin_g, Cout_g, p.groups, weight);
                 // Else dx_g = col2im( W_g^T [K, Cout_g] x dy_g [Cout_g, L] )
                 const packed_weights<T> pw =
-                    phases ? packed_weights<T>{}
-                                            : pack_weights(weight_operand::backward_data_a, weight, p.groups, Cout_g, K, p.batch);
+                    phases ? packed_weights<T>{} : pack_weights(weight_operand::backward_data_a, weight, p.groups, Cout_g, K, p.batch);
                 for_each_sample_group<T>(p.batch, p.groups, [&](std::int64_t n, std::int64_t g, std::size_t budget, bool inner) {
                     T* gxg = gx + (n * p.in_channels + g * Cin_g) * in_plane;
                     T* dst = p.explicit_pad

@@ -110,9 +110,44 @@ namespace xconv
             }
         };
 
-        /// Packs blocks of a phase's weight Wphase [Cp, Cg * ty * tx] into mr-row panels, read
-        /// from the pass's W_g [Cg, Cp * taps] where it lies:
-        /// Wphase[c, (k * ty + a) * tx + b] = W[k, c * taps + tap_y(a) * kw + tap_x(b)].
+        /// One panel of P channels of a phase's weight, depth-major: dst[k * P + r] =
+        /// Wphase[c0 + r, k0 + k] for r < count (zeros up to P), read from the pass's W_g
+        /// [Cg, Cp * taps] where it lies: Wphase[c, (k * ty + a) * tx + b] = W[k, c * taps + tap_y(a) * kw + tap_x(b)].
+        template <class T, std::size_t P>
+        void pack_phase_weight_panel(const T* W,
+                                     std::int64_t K,
+                                     std::int64_t taps,
+                                     std::int64_t kw,
+                                     const phase_axis& y,
+                                     const phase_axis& x,
+                                     std::size_t c0,
+                                     std::size_t count,
+                                     std::size_t k0,
+                                     std::size_t kc,
+                                     T* dst) noexcept
+        {
+            const std::int64_t per_channel = y.taps * x.taps;
+            const T* channels = W + static_cast<std::int64_t>(c0) * taps;
+            for (std::size_t k = 0; k < kc; ++k, dst += P)
+            {
+                const auto kk = static_cast<std::int64_t>(k0 + k);
+                const std::int64_t ch = kk / per_channel, ab = kk - ch * per_channel;
+                const std::int64_t a = ab / x.taps, b = ab - a * x.taps;
+                const T* src = channels + ch * K + y.tap(a) * kw + x.tap(b);
+                std::size_t r = 0;
+                for (; r < count; ++r)
+                {
+                    dst[r] = src[static_cast<std::int64_t>(r) * taps];
+                }
+                for (; r < P; ++r)
+                {
+                    dst[r] = T(0);
+                }
+            }
+        }
+
+        /// Packs blocks of a phase's weight Wphase [Cp, Cg * ty * tx] (the A operand of the packed
+        /// GEMM) into mr-row panels (pack_phase_weight_panel).
         template <class T, class Arch = gemm_arch>
         struct phase_weight_a_packer
         {
@@ -123,35 +158,15 @@ namespace xconv
             void operator()(std::size_t i0, std::size_t mc, std::size_t k0, std::size_t kc, T* dst) const noexcept
             {
                 constexpr std::size_t MR = gemm_traits<T, Arch>::mr;
-                const std::int64_t per_channel = y.taps * x.taps;
-                for (std::size_t i = 0; i < mc; i += MR)
+                for (std::size_t i = 0; i < mc; i += MR, dst += MR * kc)
                 {
-                    const std::size_t rows = std::min(MR, mc - i);
-                    const T* rows_base = W + static_cast<std::int64_t>(i0 + i) * taps;
-                    for (std::size_t k = 0; k < kc; ++k)
-                    {
-                        const auto kk = static_cast<std::int64_t>(k0 + k);
-                        const std::int64_t ch = kk / per_channel, ab = kk - ch * per_channel;
-                        const std::int64_t a = ab / x.taps, b = ab - a * x.taps;
-                        const T* src = rows_base + ch * K + y.tap(a) * kw + x.tap(b);
-                        T* d = dst + k * MR;
-                        std::size_t r = 0;
-                        for (; r < rows; ++r)
-                        {
-                            d[r] = src[static_cast<std::int64_t>(r) * taps];
-                        }
-                        for (; r < MR; ++r)
-                        {
-                            d[r] = T(0);
-                        }
-                    }
-                    dst += MR * kc;
+                    pack_phase_weight_panel<T, MR>(W, K, taps, kw, y, x, i0 + i, std::min(MR, mc - i), k0, kc, dst);
                 }
             }
         };
 
         /// Packs blocks of Wphase^T [Cg * ty * tx, Cp] (the B operand of the implicit GEMM) into
-        /// nr-column panels, read from W_g [Cg, Cp * taps] like phase_weight_a_packer.
+        /// nr-column panels (pack_phase_weight_panel).
         template <class T, class Arch = gemm_arch>
         struct phase_weight_b_packer
         {
@@ -162,28 +177,9 @@ namespace xconv
             void operator()(std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nc, T* dst) const noexcept
             {
                 constexpr std::size_t NR = gemm_traits<T, Arch>::nr;
-                const std::int64_t per_channel = y.taps * x.taps;
-                for (std::size_t q = 0; q * NR < nc; ++q)
+                for (std::size_t j = 0; j < nc; j += NR, dst += NR * kc)
                 {
-                    const std::size_t n = std::min(NR, nc - q * NR);
-                    const T* cols_base = W + static_cast<std::int64_t>(j0 + q * NR) * taps;
-                    T* d = dst + q * kc * NR;
-                    for (std::size_t k = 0; k < kc; ++k, d += NR)
-                    {
-                        const auto kk = static_cast<std::int64_t>(k0 + k);
-                        const std::int64_t ch = kk / per_channel, ab = kk - ch * per_channel;
-                        const std::int64_t a = ab / x.taps, b = ab - a * x.taps;
-                        const T* src = cols_base + ch * K + y.tap(a) * kw + x.tap(b);
-                        std::size_t j = 0;
-                        for (; j < n; ++j)
-                        {
-                            d[j] = src[static_cast<std::int64_t>(j) * taps];
-                        }
-                        for (; j < NR; ++j)
-                        {
-                            d[j] = T(0);
-                        }
-                    }
+                    pack_phase_weight_panel<T, NR>(W, K, taps, kw, y, x, j0 + j, std::min(NR, nc - j), k0, kc, dst);
                 }
             }
         };
