@@ -383,7 +383,7 @@ namespace xconv
                 // Bands of rows whose tiles stay in cache.
                 const auto cap = std::min(budget / 2, cache_tile_bytes) / sizeof(T);
                 const std::int64_t rows = std::clamp<std::int64_t>(static_cast<std::int64_t>(cap) / (Cp * row_pixels), 1, ay.count);
-                T* band = conv_workspace<T>::local().band.get(static_cast<std::size_t>(Cp * rows * row_pixels));
+                T* band = conv_workspace<T>::local().tile.get(static_cast<std::size_t>(Cp * rows * row_pixels));
                 const std::size_t rest = budget > static_cast<std::size_t>(Cp * rows * row_pixels) * sizeof(T)
                                              ? budget - static_cast<std::size_t>(Cp * rows * row_pixels) * sizeof(T)
                                              : 0;
