@@ -146,41 +146,44 @@ namespace xconv
             }
         }
 
-        /// Packs blocks of a phase's weight Wphase [Cp, Cg * ty * tx] (the A operand of the packed
-        /// GEMM) into mr-row panels (pack_phase_weight_panel).
-        template <class T, class Arch = gemm_arch>
-        struct phase_weight_a_packer
+        /// Where a phase's weight lies in the pass's W_g [Cg, Cp * taps], packed into panels of P
+        /// channels for the GEMM by the two packers below (pack_phase_weight_panel).
+        template <class T>
+        struct phase_weight_source
         {
             const T* W;
             std::int64_t K, taps, kw;
             phase_axis y, x;
 
-            void operator()(std::size_t i0, std::size_t mc, std::size_t k0, std::size_t kc, T* dst) const noexcept
+            /// The channels [c0, c0 + count) and depth [k0, k0 + kc), panel after panel.
+            template <std::size_t P>
+            void panels(std::size_t c0, std::size_t count, std::size_t k0, std::size_t kc, T* dst) const noexcept
             {
-                constexpr std::size_t MR = gemm_traits<T, Arch>::mr;
-                for (std::size_t i = 0; i < mc; i += MR, dst += MR * kc)
+                for (std::size_t c = 0; c < count; c += P, dst += P * kc)
                 {
-                    pack_phase_weight_panel<T, MR>(W, K, taps, kw, y, x, i0 + i, std::min(MR, mc - i), k0, kc, dst);
+                    pack_phase_weight_panel<T, P>(W, K, taps, kw, y, x, c0 + c, std::min(P, count - c), k0, kc, dst);
                 }
             }
         };
 
-        /// Packs blocks of Wphase^T [Cg * ty * tx, Cp] (the B operand of the implicit GEMM) into
-        /// nr-column panels (pack_phase_weight_panel).
+        /// Packs blocks of Wphase [Cp, Cg * ty * tx], the A operand of the packed GEMM, into mr-row panels.
         template <class T, class Arch = gemm_arch>
-        struct phase_weight_b_packer
+        struct phase_weight_a_packer : phase_weight_source<T>
         {
-            const T* W;
-            std::int64_t K, taps, kw;
-            phase_axis y, x;
+            void operator()(std::size_t i0, std::size_t mc, std::size_t k0, std::size_t kc, T* dst) const noexcept
+            {
+                this->template panels<gemm_traits<T, Arch>::mr>(i0, mc, k0, kc, dst);
+            }
+        };
 
+        /// Packs blocks of Wphase^T [Cg * ty * tx, Cp], the B operand of the implicit GEMM, into
+        /// nr-column panels.
+        template <class T, class Arch = gemm_arch>
+        struct phase_weight_b_packer : phase_weight_source<T>
+        {
             void operator()(std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nc, T* dst) const noexcept
             {
-                constexpr std::size_t NR = gemm_traits<T, Arch>::nr;
-                for (std::size_t j = 0; j < nc; j += NR, dst += NR * kc)
-                {
-                    pack_phase_weight_panel<T, NR>(W, K, taps, kw, y, x, j0 + j, std::min(NR, nc - j), k0, kc, dst);
-                }
+                this->template panels<gemm_traits<T, Arch>::nr>(j0, nc, k0, kc, dst);
             }
         };
 
@@ -255,12 +258,12 @@ namespace xconv
                         T* d = dst + static_cast<std::size_t>(g) * per + r.offset[index];
                         if (depth > 0 && r.implicit)
                         {
-                            prepack_b<T>(phase_weight_b_packer<T>{W + g * Cg * K, K, taps, w.kernel_w, y, x}, depth,
+                            prepack_b<T>(phase_weight_b_packer<T>{{W + g * Cg * K, K, taps, w.kernel_w, y, x}}, depth,
                                          static_cast<std::size_t>(Cp), d);
                         }
                         else if (depth > 0)
                         {
-                            prepack_a<T>(phase_weight_a_packer<T>{W + g * Cg * K, K, taps, w.kernel_w, y, x},
+                            prepack_a<T>(phase_weight_a_packer<T>{{W + g * Cg * K, K, taps, w.kernel_w, y, x}},
                                          static_cast<std::size_t>(Cp), depth, d);
                         }
                         ++index;
@@ -305,11 +308,11 @@ namespace xconv
             sub.dil_w = ax.dil;
             sub.blocks_h = n_rows;
             sub.blocks_w = U;
-            const phase_weight_a_packer<T> pack_a{W, K, taps, w.kernel_w, ay, ax};
+            const phase_weight_a_packer<T> pack_a{{W, K, taps, w.kernel_w, ay, ax}};
             if (pw.implicit)
             {
                 // C^T [n, Cp] = cols^T [n, depth] x Wphase^T [depth, Cp], stored back as the tile
-                implicit_forward(sub, Cg, Cp, phase_weight_b_packer<T>{W, K, taps, w.kernel_w, ay, ax}, grid, 0, tile, 0, 1,
+                implicit_forward(sub, Cg, Cp, phase_weight_b_packer<T>{{W, K, taps, w.kernel_w, ay, ax}}, grid, 0, tile, 0, 1,
                                  static_cast<const T*>(nullptr), budget, packed);
                 return;
             }
