@@ -10,9 +10,9 @@
 //
 //   base(q) + off(k),   base(q) = oh * sh * row + ow * sw,   off(k) = c * plane + i * dh * row + j * dw
 //
-// so the register tile's mr positions are mr pointers and its depth index one table of offsets:
-// the micro-kernel broadcasts A straight from the image, and no im2col copy and no A packing is
-// made. Only the weight is packed (W^T as the GEMM's B panels, once per call when it serves
+// so the register tile's implicit_mr positions are as many pointers and its depth index one
+// table of offsets: the micro-kernel broadcasts A straight from the image, and no im2col copy and
+// no A packing is made. Only the weight is packed (W^T as the GEMM's B panels, once per call when it serves
 // several samples). The tile of C^T stays in cache over the depth blocks and is stored back
 // transposed, plus the bias, when its last block is done.
 //
@@ -52,10 +52,10 @@ namespace xconv
         /// +21% (double), the 7 x 7 stem +9% (double), 3 x 3 layers unchanged.
         constexpr std::size_t implicit_prefetch_distance = 24;
 
-        /// One mr x (NV * lanes) tile of C^T: row r of A is read at rows[r][off[k]] (see the top
-        /// of this file; off has implicit_prefetch_distance readable entries past kc), B is a
-        /// packed micro-panel (gemm_pack.hpp); otherwise the contract of gemm_microkernel, with
-        /// M = mr.
+        /// One implicit_mr x (NV * lanes) tile of C^T (gemm_traits.hpp): row r of A is read at
+        /// rows[r][off[k]] (see the top of this file; off has implicit_prefetch_distance readable
+        /// entries past kc), B is a packed micro-panel (gemm_pack.hpp); otherwise the contract of
+        /// gemm_microkernel, with M = implicit_mr.
         template <class T, class Arch, std::size_t NV>
         inline void implicit_microkernel(std::size_t kc,
                                          const T* const* rows,
@@ -66,7 +66,7 @@ namespace xconv
                                          bool load_c) noexcept
         {
             using traits = gemm_traits<T, Arch>;
-            constexpr std::size_t MR = traits::mr;
+            constexpr std::size_t MR = traits::implicit_mr;
             constexpr std::size_t NR = traits::nr;
 
             const T* p[MR];
@@ -287,7 +287,7 @@ namespace xconv
                               const T* packed_wt = nullptr)
         {
             using traits = gemm_traits<T>;
-            constexpr std::size_t MR = traits::mr, NR = traits::nr, KC = traits::kc, LANES = traits::lanes;
+            constexpr std::size_t MR = traits::implicit_mr, NR = traits::nr, KC = traits::kc, LANES = traits::lanes;
             const std::int64_t taps = win.taps();
             const std::int64_t K = Cp * taps;
             const std::int64_t L = win.blocks();
