@@ -639,7 +639,7 @@ TEST_CASE("sub-pixel phases: strided backward-data and transposed forward withou
     }
 }
 
-TEST_CASE("scratch limit: set and read back; any cap gives bitwise the same results", "[fastpaths]")
+TEST_CASE("scratch limit: set and read back, and any cap gives bitwise the same results", "[fastpaths]")
 {
     scratch_limit_guard guard;
     xconv::set_scratch_limit(123456);
