@@ -4,6 +4,10 @@
 // padding modes, transposed), each also checked against the naive reference so that a result
 // that is reproducible but wrong fails too. Built without OpenMP (XCONV_USE_OPENMP), the test
 // runs the single-thread path twice, says so, and compares the two runs.
+//
+// Scratch memory under threads: the per-thread buffers that calls leave for later calls, plus a
+// call's weights packed once, stay within the scratch limit over forward and backward passes of
+// layers that pack their weights once; release_scratch frees them all and changes no result.
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -250,4 +254,79 @@ TEST_CASE("threads: outputs and gradients are bitwise the same for 1, 2 and 3 th
         require_same(run(c, in), base, std::string(c.name) + ": a second run");
     }
 #endif
+}
+
+TEST_CASE("scratch: kept buffers and packed weights stay within the limit, and release_scratch frees them", "[threads]")
+{
+    xconv_test::engine gen(4242);
+    // A 1 MiB limit, and layers whose weights (512 and 576 KiB in float) are packed once per call,
+    // next to the buffers every thread keeps from the passes before.
+    const std::size_t saved_limit = xconv::scratch_limit();
+    xconv::set_scratch_limit(std::size_t(1) << 20);
+    const auto xt8 = xconv_test::random_tensor<float, 4>({2, 128, 8, 8}, gen);
+    const auto wt = xconv_test::random_tensor<float, 4>({128, 64, 4, 4}, gen);
+    const auto x7 = xconv_test::random_tensor<float, 4>({2, 128, 7, 7}, gen);
+    const auto w3 = xconv_test::random_tensor<float, 4>({128, 128, 3, 3}, gen);
+    xconv::conv_transpose2d_options ot;
+    ot.stride = 2;
+    ot.padding = 1;
+    xconv::conv2d_options o;
+    o.padding = 1;
+    xconv::conv2d_options od;
+    od.padding = 2;
+    od.dilation = 2;
+    const auto run = [&] {
+        std::vector<xt::xtensor<float, 4>> r;
+        for (int pass = 0; pass < 2; ++pass)
+        {
+            r.push_back(xconv::conv_transpose2d(xt8, wt, ot));
+            r.push_back(xconv::conv_transpose2d_backward(r.back(), xt8, wt, ot).grad_weight);
+            r.push_back(xconv::conv2d(x7, w3, o));
+            r.push_back(xconv::conv2d_backward(r.back(), x7, w3, o).grad_input);
+            r.push_back(xconv::conv2d(x7, w3, od));
+            r.push_back(xconv::conv2d_backward(r.back(), x7, w3, od).grad_weight);
+        }
+        return r;
+    };
+    // Frees the buffers of every thread this program's tests run on (at most 3).
+    const auto release_all = [] {
+#if defined(XCONV_USE_OPENMP)
+        const int threads = omp_get_max_threads();
+        omp_set_num_threads(3);
+        xconv::release_scratch();
+        omp_set_num_threads(threads);
+#else
+        xconv::release_scratch();
+#endif
+    };
+    const auto check = [&](const std::string& what) {
+        release_all();
+        CHECK(xconv::scratch_held() == 0);
+        xconv::detail::scratch_bytes().reset_peak();
+        const auto first = run();
+        INFO(what << ": most scratch held at once " << xconv::detail::scratch_bytes().peak.load() << " bytes, limit "
+                  << xconv::scratch_limit());
+        CHECK(xconv::detail::scratch_bytes().peak.load() <= xconv::scratch_limit());
+        CHECK(xconv::scratch_held() > 0);
+        // Freed between calls, the buffers are allocated anew: the same results.
+        release_all();
+        CHECK(xconv::scratch_held() == 0);
+        const auto second = run();
+        for (std::size_t i = 0; i < first.size(); ++i)
+        {
+            CHECK(std::memcmp(first[i].data(), second[i].data(), first[i].size() * sizeof(float)) == 0);
+        }
+    };
+#if defined(XCONV_USE_OPENMP)
+    const int saved = omp_get_max_threads();
+    for (const int threads : {1, 2, 3})
+    {
+        omp_set_num_threads(threads);
+        check(std::to_string(threads) + " threads");
+    }
+    omp_set_num_threads(saved);
+#else
+    check("1 thread");
+#endif
+    xconv::set_scratch_limit(saved_limit);
 }

@@ -128,6 +128,7 @@ namespace xconv
         template <class T>
         void conv2d_forward_into(const conv2d_plan& p, const T* x, const T* weight, const T* bias, T* out)
         {
+            const scratch_call call;
             const std::int64_t Cin_g = p.in_per_group(), Cout_g = p.out_per_group();
             const std::int64_t L = p.win.blocks();
             const std::int64_t K = Cin_g * p.win.taps();
@@ -170,6 +171,7 @@ namespace xconv
                                   T* gw,
                                   T* gb)
         {
+            const scratch_call call;
             const std::int64_t Cin_g = p.in_per_group(), Cout_g = p.out_per_group();
             const std::int64_t L = p.win.blocks();
             const std::int64_t in_plane = p.in_h * p.in_w;
@@ -256,6 +258,7 @@ namespace xconv
             }
             if (gx != nullptr)
             {
+                scratch_call::next_pass();
                 // Stride 1: dx_g is the forward pass of the flipped kernel over dy_g.
                 if (!p.explicit_pad
                     && backward_data_as_forward(p.win, Cin_g, Cout_g, p.groups, p.batch, weight, grad_out, p.out_channels * L, gx,

@@ -41,6 +41,7 @@ namespace xconv
                                            const T* bias,
                                            T* out)
         {
+            const scratch_call call;
             const std::int64_t Cin_g = p.in_per_group(), Cout_g = p.out_per_group();
             const std::int64_t L = p.win.blocks();         // H * W
             const std::int64_t out_plane = p.win.plane();  // H_out * W_out
@@ -87,6 +88,7 @@ namespace xconv
                                             T* gw,
                                             T* gb)
         {
+            const scratch_call call;
             const std::int64_t Cin_g = p.in_per_group(), Cout_g = p.out_per_group();
             const std::int64_t L = p.win.blocks();
             const std::int64_t out_plane = p.win.plane();
@@ -160,6 +162,7 @@ namespace xconv
             }
             if (gx != nullptr)
             {
+                scratch_call::next_pass();
                 // dx_g [Cin_g, L] = W_g [Cin_g, K] x cols(dy_g) [K, L]
                 if (forward_over_batch(p.win, taps, Cout_g, Cin_g, p.groups, p.batch, weight, grad_out, p.out_channels * out_plane,
                                        gx, p.in_channels * L, static_cast<const T*>(nullptr)))

@@ -37,6 +37,7 @@
 #include "aligned_buffer.hpp"
 #include "conv_pack.hpp"
 #include "conv_scratch.hpp"
+#include "gemm_driver.hpp"
 #include "gemm_kernel.hpp"
 #include "gemm_pack.hpp"
 #include "gemm_traits.hpp"
@@ -114,19 +115,23 @@ namespace xconv
             }
         };
 
-        /// The thread's buffers of the implicit pass (beside conv_workspace's).
+        /// The thread's buffers of the implicit pass (beside conv_workspace's). The three large
+        /// ones are the GEMM driver's (gemm_workspace): a pass runs either the implicit GEMM or
+        /// the packed one, never one inside the other, so they need not both stay resident.
         template <class T>
         struct implicit_workspace
         {
-            aligned_buffer<T> source;           // zero-bordered copy of the rows a tile reads
-            aligned_buffer<T> ct;               // the tile of C^T
-            aligned_buffer<T> b;                // a packed micro-panel of W^T, when not packed per call
-            aligned_buffer<std::int32_t> off;   // off(k)
-            aligned_buffer<std::ptrdiff_t> base;  // base(q), rows of the last panel repeated
+            aligned_buffer<T>& source;  // zero-bordered copy of the rows a tile reads
+            aligned_buffer<T>& ct;      // the tile of C^T
+            aligned_buffer<T>& b;       // a packed micro-panel of W^T, when not packed per call
+            aligned_buffer<std::int32_t> off{scratch_kind::per_thread};     // off(k)
+            aligned_buffer<std::ptrdiff_t> base{scratch_kind::per_thread};  // base(q), rows of the last panel repeated
+
+            explicit implicit_workspace(gemm_workspace<T>& shared) noexcept : source(shared.b), ct(shared.a), b(shared.c) {}
 
             static implicit_workspace& local()
             {
-                thread_local implicit_workspace ws;
+                thread_local implicit_workspace ws(gemm_workspace<T>::local());
                 return ws;
             }
         };
@@ -389,10 +394,12 @@ namespace xconv
 
 
 #if defined(XCONV_USE_OPENMP)
+                    const std::uint64_t epoch = current_scratch_epoch();
 #pragma omp parallel if (parallel)
 #endif
                     {
 #if defined(XCONV_USE_OPENMP)
+                        join_scratch_epoch(epoch);
                         const std::int64_t parts = omp_get_num_threads();
 #else
                         const std::int64_t parts = 1;

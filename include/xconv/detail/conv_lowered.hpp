@@ -134,10 +134,11 @@ namespace xconv
         };
 
         /// Whether weights of `bytes` (all groups, packed) are packed once for a call: when they
-        /// serve more than one sample and take at most three quarters of the scratch limit.
-        inline bool packs_once(std::size_t bytes, std::int64_t samples) noexcept
+        /// serve more than one sample and reserve_call_scratch finds room for them (the values
+        /// are the same either way: only the work of packing them per GEMM is saved).
+        inline bool packs_once(std::size_t bytes, std::int64_t samples)
         {
-            return samples > 1 && bytes <= scratch_limit() / 4 * 3;
+            return samples > 1 && reserve_call_scratch(bytes);
         }
 
         /// The weights of G groups packed once for the call (packs_once), `per` elements a group:

@@ -12,6 +12,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "aligned_buffer.hpp"
+
 #if defined(XCONV_USE_OPENMP)
 #include <omp.h>
 #endif
@@ -47,9 +49,11 @@ namespace xconv
 #if defined(XCONV_USE_OPENMP)
             if (parallel && n > 1)
             {
+                const std::uint64_t epoch = current_scratch_epoch();
 #pragma omp parallel for schedule(dynamic, 1)
                 for (std::int64_t t = 0; t < n; ++t)
                 {
+                    join_scratch_epoch(epoch);
                     f(t);
                 }
                 return;

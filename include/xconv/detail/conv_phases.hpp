@@ -241,7 +241,7 @@ namespace xconv
                 }
             }
             const std::size_t bytes = per * static_cast<std::size_t>(G) * sizeof(T);
-            if (bytes > scratch_limit() / 4 * 3)
+            if (!reserve_call_scratch(bytes))
             {
                 return r;
             }

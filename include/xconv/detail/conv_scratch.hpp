@@ -13,9 +13,17 @@
 // a call whose weight serves several samples packs it once into a buffer of its own (at most
 // three quarters of the limit, taken out of the other buffers' share) and frees it on return.
 //
+// What the threads keep from the passes of earlier calls counts too (aligned_buffer.hpp): if the
+// bytes held would otherwise pass the limit, the threads of a call's team free their buffers that
+// no running pass uses before the call packs its weights, and a thread frees its own before one
+// of its buffers grows; when there is still no room beside what is held, the weights are packed
+// per GEMM instead (the same values). So the bytes all buffers hold stay within the limit, up to
+// the two exceptions below.
+//
 // Two things are outside the cap: a padded copy of one sample's group of input channels (or of
 // its gradient) for padding modes other than zeros, and a floor of one tile (one GEMM register
-// panel of output positions) below which no pass tiles, whatever the limit.
+// panel of output positions) below which no pass tiles, whatever the limit (with more threads than
+// the limit's share per thread allows, the floors of the threads together can pass it).
 #ifndef XCONV_DETAIL_CONV_SCRATCH_HPP
 #define XCONV_DETAIL_CONV_SCRATCH_HPP
 
@@ -27,26 +35,20 @@
 
 #include "aligned_buffer.hpp"
 
+#if defined(XCONV_USE_OPENMP)
+#include <omp.h>
+#endif
+
 namespace xconv
 {
-    namespace detail
-    {
-        /// The scratch cap of a program that does not set one.
-        inline constexpr std::size_t default_scratch_limit = std::size_t(4) << 20;
-
-        inline std::atomic<std::size_t>& scratch_limit_storage() noexcept
-        {
-            static std::atomic<std::size_t> limit{default_scratch_limit};
-            return limit;
-        }
-    }  // namespace detail
 
     /// Sets the cap, in bytes, on the scratch memory one convolution call (conv2d,
     /// conv_transpose2d, their backward passes and the layers' forward / backward) may use, over
     /// all its threads. The passes tile their work to fit; a smaller cap means smaller tiles
     /// (slower below a few hundred KiB), never a different result: outputs and gradients are
     /// bitwise the same for any cap. Takes effect for the calls that start afterwards; the
-    /// per-thread buffers already grown keep their size. Default: 4 MiB.
+    /// per-thread buffers already grown keep their size until freed (release_scratch, or when a
+    /// later call needs the room). Default: 4 MiB.
     inline void set_scratch_limit(std::size_t bytes) noexcept
     {
         detail::scratch_limit_storage().store(bytes, std::memory_order_relaxed);
@@ -58,8 +60,63 @@ namespace xconv
         return detail::scratch_limit_storage().load(std::memory_order_relaxed);
     }
 
+    /// Bytes of scratch memory xconv holds now, over all threads: the per-thread buffers kept for
+    /// later calls, and those of calls running.
+    inline std::size_t scratch_held() noexcept
+    {
+        return detail::scratch_bytes().held.load(std::memory_order_relaxed);
+    }
+
+    /// Frees the per-thread scratch buffers of the calling thread and, in a build with OpenMP
+    /// called outside a parallel region, of the threads of its team. Call it between calls (no
+    /// convolution of this thread's may be running); the next call allocates its buffers anew.
+    inline void release_scratch()
+    {
+#if defined(XCONV_USE_OPENMP)
+        if (!omp_in_parallel() && omp_get_max_threads() > 1)
+        {
+#pragma omp parallel
+            detail::release_thread_scratch();
+            return;
+        }
+#endif
+        detail::release_thread_scratch();
+    }
+
     namespace detail
     {
+        /// Whether a call may take `bytes` of scratch of its own (weights packed once for the
+        /// call): at most three quarters of the limit, and room beside what the buffers hold.
+        /// The threads first free their buffers that no pass running now uses (left by earlier
+        /// passes and other layers) if the bytes would not fit beside them. Call it from the
+        /// thread running the call, outside the call's parallel regions.
+        inline bool reserve_call_scratch(std::size_t bytes)
+        {
+            const std::size_t limit = scratch_limit();
+            if (bytes > limit / 4 * 3)
+            {
+                return false;
+            }
+            if (scratch_held() + bytes > limit)
+            {
+                const std::uint64_t epoch = current_scratch_epoch();
+#if defined(XCONV_USE_OPENMP)
+                if (!omp_in_parallel() && omp_get_max_threads() > 1)
+                {
+#pragma omp parallel
+                    release_thread_scratch(epoch);
+                }
+                else
+                {
+                    release_thread_scratch(epoch);
+                }
+#else
+                release_thread_scratch(epoch);
+#endif
+            }
+            return scratch_held() + bytes <= limit;
+        }
+
         /// A 64-byte aligned buffer of T that only grows; its contents are not preserved.
         template <class T>
         using conv_buffer = aligned_buffer<T>;
@@ -68,12 +125,16 @@ namespace xconv
         template <class T>
         struct conv_workspace
         {
-            conv_buffer<T> tile;      // im2col columns, GEMM output before col2im, transposed output
-            conv_buffer<T> stage;     // a block of im2col columns on its way into a packed GEMM panel, or
-                                      // a zero-bordered band of a plane (direct passes)
-            conv_buffer<T> band;      // a band of output rows of a direct pass, before streaming out
-            conv_buffer<T> padded;    // padded input planes (padding modes other than zeros)
-            conv_buffer<T> padded_grad;
+            // im2col columns, GEMM output before col2im, transposed output
+            conv_buffer<T> tile{scratch_kind::per_thread};
+            // a block of im2col columns on its way into a packed GEMM panel, or a zero-bordered
+            // band of a plane (direct passes)
+            conv_buffer<T> stage{scratch_kind::per_thread};
+            // a band of output rows of a direct pass, before streaming out
+            conv_buffer<T> band{scratch_kind::per_thread};
+            // padded input planes and their gradient (padding modes other than zeros)
+            conv_buffer<T> padded{scratch_kind::per_thread};
+            conv_buffer<T> padded_grad{scratch_kind::per_thread};
 
             static conv_workspace& local()
             {

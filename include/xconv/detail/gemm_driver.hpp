@@ -98,9 +98,9 @@ namespace xconv
         template <class T>
         struct gemm_workspace
         {
-            gemm_buffer<T> a;
-            gemm_buffer<T> b;
-            gemm_buffer<T> c;  // row-major C for gemm_strided when C has no unit column stride
+            gemm_buffer<T> a{scratch_kind::per_thread};
+            gemm_buffer<T> b{scratch_kind::per_thread};
+            gemm_buffer<T> c{scratch_kind::per_thread};  // row-major C for gemm_strided when C has no unit column stride
 
             static gemm_workspace& local()
             {
@@ -425,8 +425,10 @@ namespace xconv
                         pack_a(0, mc_first, pc, kc, a_first);
                     }
 #if defined(XCONV_USE_OPENMP)
+                    const std::uint64_t epoch = current_scratch_epoch();
 #pragma omp parallel if (parallel)
                     {
+                        join_scratch_epoch(epoch);
 #pragma omp for schedule(static)
                         for (std::ptrdiff_t q = 0; q < static_cast<std::ptrdiff_t>(n_fused); ++q)
                         {
