@@ -9,8 +9,9 @@
 //
 // --memory 1: no timing; each shape runs one forward and one backward pass (all three gradients)
 // and the line gives the bytes of every tensor the program then holds (input, weight, bias,
-// output, output gradient, the three gradients) and the scratch limit, to compare with the peak
-// resident memory that `/usr/bin/time -v` reports.
+// output, output gradient, the three gradients), the scratch limit and the most bytes xconv's
+// scratch buffers held at once, to compare with the peak resident memory that
+// `/usr/bin/time -v` reports.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -103,8 +104,9 @@ namespace
             elements += n;
         }
         std::printf("%-16s memory tensors %.1f MiB (input, weight, bias, output, output gradient, three gradients), "
-                    "scratch limit %.1f MiB\n",
-                    r.name.c_str(), double(elements * sizeof(T)) / (1 << 20), double(xconv::scratch_limit()) / (1 << 20));
+                    "scratch limit %.1f MiB, scratch held at most %.2f MiB\n",
+                    r.name.c_str(), double(elements * sizeof(T)) / (1 << 20), double(xconv::scratch_limit()) / (1 << 20),
+                    double(xconv::detail::scratch_bytes().peak.load()) / (1 << 20));
         std::fflush(stdout);
     }
 

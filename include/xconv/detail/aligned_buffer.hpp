@@ -19,11 +19,6 @@
 #include <utility>
 #include <vector>
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <sys/mman.h>
-#define XCONV_SCRATCH_MMAP 1
-#endif
-
 namespace xconv
 {
     namespace detail
@@ -168,7 +163,7 @@ namespace xconv
             {
                 if (m_data != nullptr)
                 {
-                    deallocate(m_data, m_bytes, m_per_thread);
+                    ::operator delete(m_data, std::align_val_t{alignment});
                     scratch_bytes().remove(m_bytes);
                     m_data = nullptr;
                     m_bytes = 0;
@@ -198,7 +193,7 @@ namespace xconv
                     {
                         make_room(bytes);
                     }
-                    m_data = allocate(bytes, m_per_thread);
+                    m_data = ::operator new(bytes, std::align_val_t{alignment});
                     m_bytes = bytes;
                     scratch_bytes().add(bytes);
                 }
@@ -207,48 +202,6 @@ namespace xconv
 
         private:
             static constexpr std::size_t alignment = 64;
-
-            /// Whether a buffer is mapped from the system rather than taken from malloc: a thread's
-            /// large buffers, so that when one grows or is released its memory goes back at once
-            /// (glibc would keep a freed block of that size in the heap or in the thread's arena).
-            static bool mapped(std::size_t bytes, bool per_thread) noexcept
-            {
-#ifdef XCONV_SCRATCH_MMAP
-                return per_thread && bytes >= (std::size_t(64) << 10);
-#else
-                (void)bytes;
-                (void)per_thread;
-                return false;
-#endif
-            }
-
-            static void* allocate(std::size_t bytes, bool per_thread)
-            {
-#ifdef XCONV_SCRATCH_MMAP
-                if (mapped(bytes, per_thread))
-                {
-                    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-                    if (p == MAP_FAILED)
-                    {
-                        throw std::bad_alloc();
-                    }
-                    return p;
-                }
-#endif
-                return ::operator new(bytes, std::align_val_t{alignment});
-            }
-
-            static void deallocate(void* p, std::size_t bytes, bool per_thread) noexcept
-            {
-#ifdef XCONV_SCRATCH_MMAP
-                if (mapped(bytes, per_thread))
-                {
-                    ::munmap(p, bytes);
-                    return;
-                }
-#endif
-                ::operator delete(p, std::align_val_t{alignment});
-            }
 
             /// Registers the buffer with its thread, and frees the thread's buffers of earlier
             /// passes when `bytes` more would pass the limit.
