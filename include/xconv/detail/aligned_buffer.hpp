@@ -4,7 +4,7 @@
 //
 // Per-thread buffers (the workspaces' members, thread_local) are kept from one pass to the next,
 // so that a steady stream of calls allocates nothing. Each pass of a call has a number (its
-// epoch, begun by scratch_pass: every thread of the call's parallel regions joins it); a
+// epoch, begun by scratch_call: every thread of the call's parallel regions joins it); a
 // per-thread buffer remembers the pass that last used it. When a per-thread buffer has to grow
 // and the bytes held by all buffers would then pass the limit, its thread first frees its buffers
 // that no pass running now uses (older epochs): buffers left by the passes of other layers, which
@@ -133,6 +133,10 @@ namespace xconv
             return buffers;
         }
 
+        /// Frees the per-thread buffers of the calling thread that no pass from `epoch` on has
+        /// used (all of them for UINT64_MAX).
+        inline void release_thread_scratch(std::uint64_t epoch) noexcept;
+
         /// The allocation and bookkeeping of aligned_buffer, for any element type.
         class aligned_buffer_base
         {
@@ -214,11 +218,7 @@ namespace xconv
                 }
                 if (scratch_bytes().held.load(std::memory_order_relaxed) + bytes > scratch_limit_storage().load(std::memory_order_relaxed))
                 {
-                    const std::uint64_t now = current_scratch_epoch();
-                    for (aligned_buffer_base* b : thread_buffers())
-                    {
-                        b->release_if_older(now);
-                    }
+                    release_thread_scratch(current_scratch_epoch());
                 }
             }
 
@@ -229,9 +229,7 @@ namespace xconv
             bool m_registered = false;
         };
 
-        /// Frees the per-thread buffers of the calling thread that no pass from `epoch` on has
-        /// used (all of them for the largest epoch).
-        inline void release_thread_scratch(std::uint64_t epoch = UINT64_MAX) noexcept
+        inline void release_thread_scratch(std::uint64_t epoch) noexcept
         {
             for (aligned_buffer_base* b : thread_buffers())
             {

@@ -12,8 +12,8 @@
 //
 // so the register tile's implicit_mr positions are as many pointers and its depth index one
 // table of offsets: the micro-kernel broadcasts A straight from the image, and no im2col copy and
-// no A packing is made. Only the weight is packed (W^T as the GEMM's B panels, once per call when it serves
-// several samples). The tile of C^T stays in cache over the depth blocks and is stored back
+// no A packing is made. Only the weight is packed (W^T as the GEMM's B panels, once per call
+// when it serves several samples). The tile of C^T stays in cache over the depth blocks and is stored back
 // transposed, plus the bias, when its last block is done.
 //
 // Every element of C is the GEMM's one fma chain over k = 0 .. K-1 (the contract of

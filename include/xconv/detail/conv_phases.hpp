@@ -17,8 +17,9 @@
 // fill: each pixel is one fma chain over (g, a, b). Pixels that no tap reaches get the bias alone.
 //
 // Used (phases_apply) where col2im would sum several taps per pixel; the phase weights are packed
-// once per call when they fit three quarters of the scratch cap, else by the GEMMs' packers as
-// they go, with the same values: the results do not depend on the cap or on the threads.
+// once per call when reserve_call_scratch finds room for them, else by the GEMMs' packers as they
+// go, with the same values: the results do not depend on the cap, the threads or what earlier
+// calls left.
 #ifndef XCONV_DETAIL_CONV_PHASES_HPP
 #define XCONV_DETAIL_CONV_PHASES_HPP
 
@@ -112,7 +113,8 @@ namespace xconv
 
         /// One panel of P channels of a phase's weight, depth-major: dst[k * P + r] =
         /// Wphase[c0 + r, k0 + k] for r < count (zeros up to P), read from the pass's W_g
-        /// [Cg, Cp * taps] where it lies: Wphase[c, (k * ty + a) * tx + b] = W[k, c * taps + tap_y(a) * kw + tap_x(b)].
+        /// [Cg, Cp * taps] where it lies:
+        ///   Wphase[c, (k * ty + a) * tx + b] = W[k, c * taps + tap_y(a) * kw + tap_x(b)].
         template <class T, std::size_t P>
         void pack_phase_weight_panel(const T* W,
                                      std::int64_t K,

@@ -67,20 +67,30 @@ namespace xconv
         return detail::scratch_bytes().held.load(std::memory_order_relaxed);
     }
 
+    namespace detail
+    {
+        /// release_thread_scratch(epoch) in the calling thread and, in a build with OpenMP called
+        /// outside a parallel region, in every thread of its team (each frees only its own).
+        inline void release_team_scratch(std::uint64_t epoch)
+        {
+#if defined(XCONV_USE_OPENMP)
+            if (!omp_in_parallel() && omp_get_max_threads() > 1)
+            {
+#pragma omp parallel
+                release_thread_scratch(epoch);
+                return;
+            }
+#endif
+            release_thread_scratch(epoch);
+        }
+    }  // namespace detail
+
     /// Frees the per-thread scratch buffers of the calling thread and, in a build with OpenMP
     /// called outside a parallel region, of the threads of its team. Call it between calls (no
     /// convolution of this thread's may be running); the next call allocates its buffers anew.
     inline void release_scratch()
     {
-#if defined(XCONV_USE_OPENMP)
-        if (!omp_in_parallel() && omp_get_max_threads() > 1)
-        {
-#pragma omp parallel
-            detail::release_thread_scratch();
-            return;
-        }
-#endif
-        detail::release_thread_scratch();
+        detail::release_team_scratch(UINT64_MAX);
     }
 
     namespace detail
@@ -99,20 +109,7 @@ namespace xconv
             }
             if (scratch_held() + bytes > limit)
             {
-                const std::uint64_t epoch = current_scratch_epoch();
-#if defined(XCONV_USE_OPENMP)
-                if (!omp_in_parallel() && omp_get_max_threads() > 1)
-                {
-#pragma omp parallel
-                    release_thread_scratch(epoch);
-                }
-                else
-                {
-                    release_thread_scratch(epoch);
-                }
-#else
-                release_thread_scratch(epoch);
-#endif
+                release_team_scratch(current_scratch_epoch());
             }
             return scratch_held() + bytes <= limit;
         }

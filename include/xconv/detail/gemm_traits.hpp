@@ -121,8 +121,9 @@ namespace xconv
             static constexpr std::size_t fused_panels = 4;
             // 7 x 4 float vectors: 28 accumulators, 4 for B, the broadcasts folded into the fmas.
             // Measured against 6 x 4 on the suite's float layers: 3 x 3 at 7 x 7, one sample (49
-            // positions, 7 whole panels instead of 8 and a row), +9%; 3 x 3 at 14 x 14 +1..9%;
-            // the others level. In float64 it measured -3..+5%, so it stays at mr there.
+            // positions, 7 whole panels instead of 8 and a row), +10%; bottleneck_1x1 and
+            // downsample_s2 +6..8%; the others level. In float64 it measured -3..+5%, so it stays
+            // at mr there.
             static constexpr std::size_t implicit_mr = sizeof(T) == 4 ? 7 : mr;
         };
 
