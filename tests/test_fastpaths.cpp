@@ -630,7 +630,30 @@ TEST_CASE("sub-pixel phases: strided backward-data and transposed forward withou
     const auto yt = xconv::conv_transpose2d(x, wt, bt, ot);
     const auto gy = random_tensor<float, 4>({2, 16, 5, 6}, gen);
     const auto gx = xconv::conv2d_backward(gy, x, wc, oc, {true, false, false}).grad_input;
-    for (const std::size_t limit : {std::size_t(0), std::size_t(16) << 10})
+    xconv_test::transpose_geometry gt;
+    gt.stride_h = 2;
+    gt.stride_w = 3;
+    gt.pad_h = gt.pad_w = 1;
+    close(yt, xconv_test::conv_transpose2d(x, wt, &bt, gt), 1e-4, "conv_transpose2d, all phases packed once");
+    xconv_test::conv_geometry gc;
+    gc.stride_h = gc.stride_w = 2;
+    gc.pad_top = gc.pad_bottom = gc.pad_left = gc.pad_right = 1;
+    close(gx, xconv_test::conv2d_backward(gy, x, wc, gc).input, 1e-4, "conv2d grad_input, all phases packed once");
+    // Caps between one phase's packed weights and all of them: the passes then run phase by
+    // phase over the batch, each phase packed once (the transposed layer's six; the conv2d
+    // gradient's four).
+    const auto by_phase_cap = [](const xconv::detail::window2d& win, index_t Cp, index_t Cg) {
+        const std::size_t largest = xconv::detail::phase_by_phase_bytes<float>(win, Cp, Cg);
+        const std::size_t all = xconv::detail::phase_layout<float>(win, Cp, Cg).per_group * sizeof(float);
+        REQUIRE(xconv::detail::phases_apply(win, Cp, Cg));
+        REQUIRE(largest < all);
+        return (largest + all) / 2 / 3 * 4;  // three quarters of it lie between the two
+    };
+    const std::array<std::int64_t, 4> x_shape{2, 24, 9, 11};
+    const auto pt = xconv::detail::plan_conv_transpose2d("test", x_shape, wt.shape(), std::optional<std::size_t>(nr + 3), ot);
+    const auto pc = xconv::detail::plan_conv2d("test", x_shape, wc.shape(), std::nullopt, oc);
+    const std::size_t cap_t = by_phase_cap(pt.win, nr + 3, 24), cap_c = by_phase_cap(pc.win, 24, 16);
+    for (const std::size_t limit : {std::size_t(0), std::size_t(16) << 10, cap_t, cap_c})
     {
         INFO("scratch limit " << limit);
         xconv::set_scratch_limit(limit);

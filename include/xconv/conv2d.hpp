@@ -266,33 +266,42 @@ namespace xconv
                 {
                     return;
                 }
-                // Strides above 1: by sub-pixel phases, each a forward pass over dy_g (no col2im).
-                const bool phases = phases_apply(p.win, Cin_g, Cout_g);
-                const phase_weights<T> phw = pack_phase_weights(p.win, Cin_g, Cout_g, p.groups, weight);
-                // Else dx_g = col2im( W_g^T [K, Cout_g] x dy_g [Cout_g, L] )
-                const packed_weights<T> pw =
-                    phases ? packed_weights<T>{} : pack_weights(weight_operand::backward_data_a, weight, p.groups, Cout_g, K, p.batch);
-                for_each_sample_group<T>(p.batch, p.groups, [&](std::int64_t n, std::int64_t g, std::size_t budget, bool inner) {
-                    T* gxg = gx + (n * p.in_channels + g * Cin_g) * in_plane;
-                    T* dst = p.explicit_pad
-                                 ? conv_workspace<T>::local().padded_grad.get(static_cast<std::size_t>(Cin_g * p.win.plane()))
-                                 : gxg;
-                    const T* gy = grad_out + (n * p.out_channels + g * Cout_g) * L;
-                    if (phases)
-                    {
-                        phase_backward_data(p.win, phw, g, Cin_g, Cout_g, weight + g * Cout_g * K, gy, dst,
-                                            static_cast<const T*>(nullptr), budget);
-                    }
-                    else
-                    {
-                        lowered_backward_data(p.win, taps, Cin_g, Cout_g, weight + g * Cout_g * K, gy, dst,
-                                              static_cast<const T*>(nullptr), budget, inner, false, pw.group(g));
-                    }
+                // The plane a sample's group writes: the input gradient, or the padded plane it is
+                // cut from (padding modes other than zeros).
+                const auto plane_of = [&](std::int64_t n, std::int64_t g) {
+                    return p.explicit_pad ? conv_workspace<T>::local().padded_grad.get(static_cast<std::size_t>(Cin_g * p.win.plane()))
+                                          : gx + (n * p.in_channels + g * Cin_g) * in_plane;
+                };
+                const auto finish = [&](std::int64_t n, std::int64_t g, T* dst) {
                     if (p.explicit_pad)
                     {
-                        unpad_planes(dst, Cin_g, p, gxg);
+                        unpad_planes(dst, Cin_g, p, gx + (n * p.in_channels + g * Cin_g) * in_plane);
                     }
-                }, pw.bytes + phw.weights.bytes);
+                };
+                // Strides above 1: by sub-pixel phases, each a forward pass over dy_g (no col2im);
+                // phase by phase over the batch only when each plane is the gradient itself.
+                if (phases_apply(p.win, Cin_g, Cout_g))
+                {
+                    phase_passes(p.win, Cin_g, Cout_g, p.groups, p.batch, weight, !p.explicit_pad,
+                                 [&](const phase_weights<T>& phw, std::size_t reserved) {
+                                     for_each_sample_group<T>(p.batch, p.groups, [&](std::int64_t n, std::int64_t g, std::size_t budget, bool) {
+                                         T* dst = plane_of(n, g);
+                                         phase_backward_data(p.win, phw, g, Cin_g, Cout_g, weight + g * Cout_g * K,
+                                                             grad_out + (n * p.out_channels + g * Cout_g) * L, dst,
+                                                             static_cast<const T*>(nullptr), budget);
+                                         finish(n, g, dst);
+                                     }, reserved);
+                                 });
+                    return;
+                }
+                // Else dx_g = col2im( W_g^T [K, Cout_g] x dy_g [Cout_g, L] )
+                const packed_weights<T> pw = pack_weights(weight_operand::backward_data_a, weight, p.groups, Cout_g, K, p.batch);
+                for_each_sample_group<T>(p.batch, p.groups, [&](std::int64_t n, std::int64_t g, std::size_t budget, bool inner) {
+                    T* dst = plane_of(n, g);
+                    lowered_backward_data(p.win, taps, Cin_g, Cout_g, weight + g * Cout_g * K, grad_out + (n * p.out_channels + g * Cout_g) * L,
+                                          dst, static_cast<const T*>(nullptr), budget, inner, false, pw.group(g));
+                    finish(n, g, dst);
+                }, pw.bytes);
             }
         }
 

@@ -55,26 +55,26 @@ namespace xconv
                 return;
             }
             // Strides above 1: by sub-pixel phases, each a forward pass over x_g (no col2im).
-            const bool phases = phases_apply(p.win, Cout_g, Cin_g);
-            const phase_weights<T> phw = pack_phase_weights(p.win, Cout_g, Cin_g, p.groups, weight);
+            if (phases_apply(p.win, Cout_g, Cin_g))
+            {
+                phase_passes(p.win, Cout_g, Cin_g, p.groups, p.batch, weight, true, [&](const phase_weights<T>& phw, std::size_t reserved) {
+                    for_each_sample_group<T>(p.batch, p.groups, [&](std::int64_t n, std::int64_t g, std::size_t budget, bool) {
+                        phase_backward_data(p.win, phw, g, Cout_g, Cin_g, weight + g * Cin_g * K, x + (n * p.in_channels + g * Cin_g) * L,
+                                            out + (n * p.out_channels + g * Cout_g) * out_plane,
+                                            bias != nullptr ? bias + g * Cout_g : nullptr, budget);
+                    }, reserved);
+                });
+                return;
+            }
             // Else per sample and group: bias + col2im( W_g^T [K, Cin_g] x x_g [Cin_g, L] )
-            const packed_weights<T> pw = prefer_direct(Cout_g, Cin_g) || phases
+            const packed_weights<T> pw = prefer_direct(Cout_g, Cin_g)
                                              ? packed_weights<T>{}
                                              : pack_weights(weight_operand::backward_data_a, weight, p.groups, Cin_g, K, p.batch);
             for_each_sample_group<T>(p.batch, p.groups, [&](std::int64_t n, std::int64_t g, std::size_t budget, bool inner) {
-                const T* xg = x + (n * p.in_channels + g * Cin_g) * L;
-                T* og = out + (n * p.out_channels + g * Cout_g) * out_plane;
-                const T* bg = bias != nullptr ? bias + g * Cout_g : nullptr;
-                if (phases)
-                {
-                    phase_backward_data(p.win, phw, g, Cout_g, Cin_g, weight + g * Cin_g * K, xg, og, bg, budget);
-                }
-                else
-                {
-                    lowered_backward_data(p.win, taps, Cout_g, Cin_g, weight + g * Cin_g * K, xg, og, bg, budget, inner, stream,
-                                          pw.group(g));
-                }
-            }, pw.bytes + phw.weights.bytes);
+                lowered_backward_data(p.win, taps, Cout_g, Cin_g, weight + g * Cin_g * K, x + (n * p.in_channels + g * Cin_g) * L,
+                                      out + (n * p.out_channels + g * Cout_g) * out_plane, bias != nullptr ? bias + g * Cout_g : nullptr,
+                                      budget, inner, stream, pw.group(g));
+            }, pw.bytes);
         }
 
         /// The three gradients of conv_transpose2d; a null destination is not computed. gw and gb

@@ -200,9 +200,10 @@ namespace xconv
             return (w.stride_h > 1 || w.stride_w > 1) && w.taps() > w.stride_h * w.stride_w && !prefer_direct(Cp, Cg) && Cp >= 16;
         }
 
-        /// The phase plan of a call and, when they take at most three quarters of the scratch
-        /// limit, every group's phase weights packed once for the call (else the GEMMs pack them as
-        /// they go, the same values: the results do not depend on the choice).
+        /// The phase plan of a call and the phase weights packed once for it: every group's
+        /// phases, or every group's phase `only` (the others then are not computed), when they
+        /// take at most three quarters of the scratch limit (else the GEMMs pack them as they go,
+        /// the same values: the results do not depend on the choice).
         template <class T>
         struct phase_weights
         {
@@ -210,6 +211,10 @@ namespace xconv
             bool implicit = false;            // each phase through the implicit GEMM (B = Wphase^T), else A = Wphase
             packed_weights<T> weights;
             std::vector<std::size_t> offset;  // of phase (ry, rx) in a group's packed weights
+            std::ptrdiff_t only = -1;         // the one phase computed (ry * sw + rx), or -1: all
+            std::size_t per_group = 0;        // elements of a group's packed weights
+
+            bool computes(std::size_t index) const noexcept { return only < 0 || static_cast<std::size_t>(only) == index; }
 
             const T* phase(std::int64_t g, std::size_t index) const noexcept
             {
@@ -217,16 +222,13 @@ namespace xconv
             }
         };
 
-        /// The phase weights of a call (nothing packed when phases_apply says no), for G groups of
-        /// W_g [Cg, Cp * taps] (group g's at W + g * Cg * K).
+        /// The layout of the phase weights of all phases, or (only >= 0) of phase `only`, which is
+        /// then the one phase_backward_data computes: the plan, the GEMM they feed and each
+        /// phase's offset in a group's packed weights. Nothing packed.
         template <class T>
-        phase_weights<T> pack_phase_weights(const window2d& w, std::int64_t Cp, std::int64_t Cg, std::int64_t G, const T* W)
+        phase_weights<T> phase_layout(const window2d& w, std::int64_t Cp, std::int64_t Cg, std::ptrdiff_t only = -1)
         {
-            phase_weights<T> r{phase_plan(w), false, {}, {}};
-            if (!phases_apply(w, Cp, Cg))
-            {
-                return r;
-            }
+            phase_weights<T> r{phase_plan(w), false, {}, {}, only, 0};
             // The implicit GEMM wants a register panel of plane channels and offsets within 32 bits
             // (the grid with a border as wide as the kernel's reach).
             const std::int64_t reach_h = (w.kernel_h - 1) * w.dil_h + 1, reach_w = (w.kernel_w - 1) * w.dil_w + 1;
@@ -238,10 +240,34 @@ namespace xconv
                 for (std::size_t rx = 0; rx < r.plan.xs.size(); ++rx)
                 {
                     r.offset.push_back(per);
-                    const auto depth = static_cast<std::size_t>(r.plan.depth(ry, rx, Cg)), ucp = static_cast<std::size_t>(Cp);
-                    per += r.implicit ? prepacked_b_size<T>(depth, ucp) : prepacked_a_size<T>(ucp, depth);
+                    if (r.computes(r.offset.size() - 1))
+                    {
+                        const auto depth = static_cast<std::size_t>(r.plan.depth(ry, rx, Cg)), ucp = static_cast<std::size_t>(Cp);
+                        per += r.implicit ? prepacked_b_size<T>(depth, ucp) : prepacked_a_size<T>(ucp, depth);
+                    }
                 }
             }
+            r.per_group = per;
+            return r;
+        }
+
+        /// The phase weights of a call (nothing packed when phases_apply says no), for G groups of
+        /// W_g [Cg, Cp * taps] (group g's at W + g * Cg * K): of all phases, or (only >= 0) of
+        /// phase `only` (phase_layout).
+        template <class T>
+        phase_weights<T> pack_phase_weights(const window2d& w,
+                                            std::int64_t Cp,
+                                            std::int64_t Cg,
+                                            std::int64_t G,
+                                            const T* W,
+                                            std::ptrdiff_t only = -1)
+        {
+            if (!phases_apply(w, Cp, Cg))
+            {
+                return phase_weights<T>{phase_plan(w), false, {}, {}, only, 0};
+            }
+            phase_weights<T> r = phase_layout<T>(w, Cp, Cg, only);
+            const std::size_t per = r.per_group;
             const std::size_t bytes = per * static_cast<std::size_t>(G) * sizeof(T);
             if (!reserve_call_scratch(bytes))
             {
@@ -256,7 +282,7 @@ namespace xconv
                 {
                     for (const auto& x : r.plan.xs)
                     {
-                        const auto depth = static_cast<std::size_t>(Cg * y.taps * x.taps);
+                        const auto depth = static_cast<std::size_t>(r.computes(index) ? Cg * y.taps * x.taps : 0);
                         T* d = dst + static_cast<std::size_t>(g) * per + r.offset[index];
                         if (depth > 0 && r.implicit)
                         {
@@ -347,7 +373,8 @@ namespace xconv
         /// plane [Cp, height, width] = col2im( W^T [K, Cg] x grid [Cg, L] ) (+ bias[c] on channel c),
         /// overwritten, for one group: W = W_g [Cg, Cp * taps], pw its phase weights (g = group).
         /// Row phase by row phase, a band of rows a time: the tiles of the band's column phases,
-        /// then each plane row written once, front to back.
+        /// then each plane row written once, front to back. When pw computes one phase only, only
+        /// that phase's pixels are written.
         template <class T>
         void phase_backward_data(const window2d& w,
                                  const phase_weights<T>& pw,
@@ -362,36 +389,32 @@ namespace xconv
         {
             const std::int64_t P = w.plane(), sh = w.stride_h, sw = w.stride_w;
             const auto n_x = static_cast<std::size_t>(sw);
-            // Pixels per row of the column phases that taps reach.
-            std::int64_t row_pixels = 0;
-            for (const auto& ax : pw.plan.xs)
-            {
-                row_pixels += ax.taps > 0 ? ax.count : 0;
-            }
             std::vector<const T*> tiles(n_x);
             for (std::int64_t ry = 0; ry < sh; ++ry)
             {
                 const phase_axis& ay = pw.plan.ys[static_cast<std::size_t>(ry)];
-                if (ay.taps == 0 || row_pixels == 0)
+                const auto index = [&](std::size_t rx) { return static_cast<std::size_t>(ry) * n_x + rx; };
+                // Pixels per row of the column phases computed here that taps reach.
+                std::int64_t row_pixels = 0;
+                bool any = false;
+                for (std::size_t rx = 0; rx < n_x; ++rx)
                 {
-                    // No tap reaches these rows.
-                    for (std::int64_t c = 0; c < Cp; ++c)
-                    {
-                        for (std::int64_t t = 0; t < ay.count; ++t)
-                        {
-                            T* d = plane + c * P + (ry + sh * t) * w.width;
-                            std::fill(d, d + w.width, bias != nullptr ? bias[c] : T(0));
-                        }
-                    }
+                    any = any || pw.computes(index(rx));
+                    row_pixels += pw.computes(index(rx)) && pw.plan.xs[rx].taps > 0 ? pw.plan.xs[rx].count : 0;
+                }
+                if (!any)
+                {
                     continue;
                 }
                 // Bands of rows whose tiles stay in cache.
                 const auto cap = std::min(budget / 2, cache_tile_bytes) / sizeof(T);
-                const std::int64_t rows = std::clamp<std::int64_t>(static_cast<std::int64_t>(cap) / (Cp * row_pixels), 1, ay.count);
-                T* band = conv_workspace<T>::local().tile.get(static_cast<std::size_t>(Cp * rows * row_pixels));
-                const std::size_t rest = budget > static_cast<std::size_t>(Cp * rows * row_pixels) * sizeof(T)
-                                             ? budget - static_cast<std::size_t>(Cp * rows * row_pixels) * sizeof(T)
-                                             : 0;
+                const std::int64_t rows =
+                    row_pixels == 0 || ay.taps == 0
+                        ? ay.count
+                        : std::clamp<std::int64_t>(static_cast<std::int64_t>(cap) / (Cp * row_pixels), 1, std::max<std::int64_t>(ay.count, 1));
+                const auto band_elements = static_cast<std::size_t>(ay.taps == 0 ? 0 : Cp * rows * row_pixels);
+                T* band = conv_workspace<T>::local().tile.get(band_elements);
+                const std::size_t rest = budget > band_elements * sizeof(T) ? budget - band_elements * sizeof(T) : 0;
                 for (std::int64_t t0 = 0; t0 < ay.count; t0 += rows)
                 {
                     const std::int64_t n_rows = std::min(rows, ay.count - t0);
@@ -400,12 +423,11 @@ namespace xconv
                     {
                         const phase_axis& ax = pw.plan.xs[rx];
                         tiles[rx] = nullptr;
-                        if (ax.taps == 0 || ax.count == 0)
+                        if (ay.taps == 0 || ax.taps == 0 || ax.count == 0 || !pw.computes(index(rx)))
                         {
                             continue;
                         }
-                        phase_tile(w, pw, ay, ax, pw.phase(g, static_cast<std::size_t>(ry) * n_x + rx), Cp, Cg, W, grid, t0, n_rows,
-                                   next, rest);
+                        phase_tile(w, pw, ay, ax, pw.phase(g, index(rx)), Cp, Cg, W, grid, t0, n_rows, next, rest);
                         tiles[rx] = next;
                         next += Cp * n_rows * ax.count;
                     }
@@ -417,10 +439,15 @@ namespace xconv
                             T* d = plane + c * P + (ry + sh * (t0 + t)) * w.width;
                             for (std::size_t rx = 0; rx < n_x; ++rx)
                             {
+                                if (!pw.computes(index(rx)))
+                                {
+                                    continue;
+                                }
                                 const std::int64_t U = pw.plan.xs[rx].count;
                                 T* dr = d + static_cast<std::int64_t>(rx);
                                 if (tiles[rx] == nullptr)
                                 {
+                                    // No tap reaches these pixels.
                                     for (std::int64_t u = 0; u < U; ++u)
                                     {
                                         dr[u * sw] = v;
@@ -436,6 +463,44 @@ namespace xconv
                         }
                     }
                 }
+            }
+        }
+
+        /// Bytes of the packed weights of one group's largest phase.
+        template <class T>
+        std::size_t phase_by_phase_bytes(const window2d& w, std::int64_t Cp, std::int64_t Cg)
+        {
+            const phase_plan plan(w);
+            std::size_t largest = 0;
+            for (std::size_t i = 0; i < plan.ys.size() * plan.xs.size(); ++i)
+            {
+                largest = std::max(largest, phase_layout<T>(w, Cp, Cg, static_cast<std::ptrdiff_t>(i)).per_group);
+            }
+            return largest * sizeof(T);
+        }
+
+        /// Runs a batch's phase pass: pass(pw, reserved) computes the phases pw computes (see
+        /// phase_backward_data) for every sample and group, `reserved` the scratch bytes pw
+        /// holds. Once with every phase, when their weights are packed once for the call (or when
+        /// `by_phase` is false, or one sample and group would use them); else, when one phase's
+        /// weights fit, once per phase, each phase packed for the call in its turn, so that the
+        /// samples share the packing instead of each GEMM packing its own. The same values
+        /// either way: each pixel is written once, by its phase.
+        template <class T, class Pass>
+        void phase_passes(const window2d& w, std::int64_t Cp, std::int64_t Cg, std::int64_t G, std::int64_t N, const T* W, bool by_phase, Pass&& pass)
+        {
+            phase_weights<T> all = pack_phase_weights(w, Cp, Cg, G, W);
+            const std::size_t phases = all.plan.ys.size() * all.plan.xs.size();
+            if (all.weights.data != nullptr || !by_phase || N * G < 2 || !phases_apply(w, Cp, Cg)
+                || phase_by_phase_bytes<T>(w, Cp, Cg) * static_cast<std::size_t>(G) > scratch_limit() / 4 * 3)
+            {
+                pass(all, all.weights.bytes);
+                return;
+            }
+            for (std::size_t i = 0; i < phases; ++i)
+            {
+                const phase_weights<T> one = pack_phase_weights(w, Cp, Cg, G, W, static_cast<std::ptrdiff_t>(i));
+                pass(one, one.weights.bytes);
             }
         }
     }  // namespace detail
