@@ -552,6 +552,73 @@ TEST_CASE("implicit GEMM forward: the reference convolution, bitwise the packed 
     }
 }
 
+TEST_CASE("implicit GEMM over a batch: a weight too large to pack once goes in blocks of channels, bitwise the same", "[fastpaths]")
+{
+    scratch_limit_guard guard;
+    engine gen(525);
+    using xconv::detail::implicit_column_block;
+    constexpr auto nr = static_cast<index_t>(xconv::detail::gemm_traits<float>::nr);
+    constexpr std::size_t nr_u = static_cast<std::size_t>(nr);
+
+    // The block rule: whole register panels, as few even blocks as fit 3/4 of the cap.
+    const std::size_t panel = 72 * nr_u * sizeof(float);  // K = 72
+    CHECK(implicit_column_block<float>(72, 3 * nr, 1, panel * 4) == 3 * nr);           // all three fit
+    CHECK(implicit_column_block<float>(72, 3 * nr, 1, panel * 8 / 3) == 2 * nr);       // two fit: blocks of 2 + 1
+    CHECK(implicit_column_block<float>(72, 3 * nr - 5, 1, panel * 4 / 3) == nr);       // one fits
+    CHECK(implicit_column_block<float>(72, 3 * nr, 1, panel) == 3 * nr);               // none fits: no blocks
+    CHECK(implicit_column_block<float>(72, 5 * nr, 2, panel * 2 * 3 * 4 / 3) == 3 * nr);  // two groups: 5 panels in 2 blocks
+
+    // The forward pass under caps that split its weight into one, two and three blocks of
+    // channels, and under caps that pack it whole or panel by panel: bitwise the same, and the
+    // reference convolution.
+    const index_t Cout = 3 * nr - 5;
+    const auto x = random_tensor<float, 4>({3, 8, 7, 9}, gen);
+    const auto w = random_tensor<float, 4>({std::size_t(Cout), 8, 3, 3}, gen);
+    const auto b = random_tensor<float, 1>({std::size_t(Cout)}, gen);
+    xconv::conv2d_options o;
+    o.padding = 1;
+    xconv::set_scratch_limit(std::size_t(4) << 20);
+    const auto y = xconv::conv2d(x, w, b, o);
+    xconv_test::conv_geometry g;
+    g.pad_top = g.pad_bottom = g.pad_left = g.pad_right = 1;
+    close(y, xconv_test::conv2d(x, w, &b, g), 1e-4, "conv2d, weight packed whole");
+    for (const std::size_t limit : {panel * 4 / 3 + 64, panel * 8 / 3 + 64, std::size_t(0), std::size_t(4) << 10})
+    {
+        INFO("scratch limit " << limit);
+        xconv::set_scratch_limit(limit);
+        bitwise_equal(xconv::conv2d(x, w, b, o), y, "conv2d");
+    }
+
+    // The stride-1 input gradient as the flipped kernel's forward pass, which the default cap
+    // packs in blocks only (the flipped kernel [Cout * 9, Cin] takes over 3 MiB): that route, not
+    // col2im's, at every cap, and the reference gradient.
+    xconv::set_scratch_limit(xconv::detail::default_scratch_limit);
+    const index_t C = 320;
+    const auto xb = random_tensor<float, 4>({2, std::size_t(C), 3, 3}, gen);
+    const auto wb = random_tensor<float, 4>({std::size_t(C), std::size_t(C), 3, 3}, gen);
+    const auto gy = random_tensor<float, 4>({2, std::size_t(C), 3, 3}, gen);
+    const std::size_t K = std::size_t(C) * 9;
+    REQUIRE(xconv::detail::prepacked_b_size<float>(K, std::size_t(C)) * sizeof(float) > xconv::detail::default_scratch_limit / 4 * 3);
+    REQUIRE(implicit_column_block<float>(K, C, 1, xconv::detail::default_scratch_limit) < C);
+    const auto gx = xconv::conv2d_backward(gy, xb, wb, o, {true, false, false}).grad_input;
+    close(gx, xconv_test::conv2d_backward(gy, xb, wb, g).input, 1e-3, "conv2d grad_input, flipped kernel in blocks");
+    xconv::detail::window2d back;  // the flipped kernel's forward pass over dy, computed directly
+    back.height = back.width = 3;
+    back.kernel_h = back.kernel_w = 3;
+    back.pad_top = back.pad_left = 1;
+    back.blocks_h = back.blocks_w = 3;
+    xt::xtensor<float, 4> direct(gx.shape());
+    xconv::detail::implicit_forward(back, C, C, xconv::detail::flipped_weight_b_packer<float>{wb.data(), C, 9}, gy.data(), C * 9,
+                                    direct.data(), C * 9, 2, static_cast<const float*>(nullptr), std::size_t(4) << 20);
+    bitwise_equal(direct, gx, "conv2d grad_input is the flipped kernel's forward pass");
+    for (const std::size_t limit : {std::size_t(0), std::size_t(64) << 10, std::size_t(64) << 20})
+    {
+        INFO("scratch limit " << limit);
+        xconv::set_scratch_limit(limit);
+        bitwise_equal(xconv::conv2d_backward(gy, xb, wb, o, {true, false, false}).grad_input, gx, "conv2d grad_input");
+    }
+}
+
 TEST_CASE("conv_transpose2d paths: depthwise, narrow, 1x1", "[fastpaths]")
 {
     engine gen(606);

@@ -575,11 +575,45 @@ namespace xconv
                    && (Cp * win.taps() >= 128 || narrow_output<T>(win.blocks(), Cg));
         }
 
+        /// A B packer (gemm_pack.hpp) of the columns [col0, col0 + N) of another's operand.
+        template <class Packer>
+        struct column_block_packer
+        {
+            Packer inner;
+            std::size_t col0;
+
+            template <class T>
+            void operator()(std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nc, T* dst) const noexcept
+            {
+                inner(k0, kc, col0 + j0, nc, dst);
+            }
+        };
+
+        /// Grid channels per block of a weight W^T [K, Cg] (G groups) too large to pack once for a
+        /// call: whole register panels, as few even blocks as fit three quarters of the scratch
+        /// `limit`; Cg (no blocks) when even one panel does not.
+        template <class T>
+        std::int64_t implicit_column_block(std::size_t K, std::int64_t Cg, std::int64_t G, std::size_t limit) noexcept
+        {
+            constexpr std::size_t NR = gemm_traits<T>::nr;
+            const std::size_t panel = prepacked_b_size<T>(K, NR) * sizeof(T) * static_cast<std::size_t>(G);
+            const std::size_t panels = (static_cast<std::size_t>(Cg) + NR - 1) / NR;
+            const std::size_t fit = panel == 0 ? panels : limit / 4 * 3 / panel;
+            if (fit == 0 || fit >= panels)
+            {
+                return Cg;
+            }
+            const std::size_t blocks = (panels + fit - 1) / fit;
+            return static_cast<std::int64_t>((panels + blocks - 1) / blocks * NR);
+        }
+
         /// implicit_forward over a batch: sample n's group g reads the plane at plane + n *
         /// plane_stride + g * Cp * win.plane() and writes the grid at grid + n * grid_stride + g *
         /// Cg * L (+ bias + g * Cg); packer(g) is the B packer of group g's W^T [Cp * taps, Cg].
-        /// W^T is packed once for the call when packs_once allows it, else panel by panel inside
-        /// the GEMMs.
+        /// W^T is packed once for the call when packs_once allows it; else, for several samples,
+        /// in blocks of grid channels, each packed once for the call (implicit_column_block), the
+        /// blocks one after the other; else panel by panel inside the GEMMs. The same values
+        /// every way: each grid element is one fma chain over the whole depth.
         template <class T, class MakePacker>
         void implicit_over_batch(const window2d& win,
                                  std::int64_t Cp,
@@ -595,14 +629,28 @@ namespace xconv
         {
             const auto uK = static_cast<std::size_t>(Cp * win.taps()), uCg = static_cast<std::size_t>(Cg);
             const std::int64_t L = win.blocks();
-            const packed_weights<T> pw = pack_weights_once<T>(G, prepacked_b_size<T>(uK, uCg), N, [&](std::int64_t g, T* d) {
+            const packed_weights<T> whole = pack_weights_once<T>(G, prepacked_b_size<T>(uK, uCg), N, [&](std::int64_t g, T* d) {
                 prepack_b<T>(packer(g), uK, uCg, d);
             });
-            for_each_sample_share<T>(G, N, pw.bytes, [&](std::int64_t g, std::int64_t n0, std::int64_t n1, std::size_t budget) {
-                implicit_forward(win, Cp, Cg, packer(g), plane + n0 * plane_stride + g * Cp * win.plane(), plane_stride,
-                                 grid + n0 * grid_stride + g * Cg * L, grid_stride, n1 - n0, bias != nullptr ? bias + g * Cg : nullptr,
-                                 budget, pw.group(g));
-            });
+            // A weight too large to pack once for the call: block after block of grid channels,
+            // each packed once for the call, so that the samples share the packing.
+            const std::int64_t cols = whole.data == nullptr && N > 1 ? implicit_column_block<T>(uK, Cg, G, scratch_limit()) : Cg;
+            for (std::int64_t j0 = 0; j0 < Cg; j0 += cols)
+            {
+                const std::int64_t nc = std::min(cols, Cg - j0);
+                const auto block_packer = [&](std::int64_t g) { return column_block_packer<decltype(packer(g))>{packer(g), static_cast<std::size_t>(j0)}; };
+                const packed_weights<T> block =
+                    nc == Cg ? packed_weights<T>{}
+                             : pack_weights_once<T>(G, prepacked_b_size<T>(uK, static_cast<std::size_t>(nc)), N, [&](std::int64_t g, T* d) {
+                                   prepack_b<T>(block_packer(g), uK, static_cast<std::size_t>(nc), d);
+                               });
+                const packed_weights<T>& pw = nc == Cg ? whole : block;
+                for_each_sample_share<T>(G, N, pw.bytes, [&](std::int64_t g, std::int64_t n0, std::int64_t n1, std::size_t budget) {
+                    implicit_forward(win, Cp, nc, block_packer(g), plane + n0 * plane_stride + g * Cp * win.plane(), plane_stride,
+                                     grid + n0 * grid_stride + (g * Cg + j0) * L, grid_stride, n1 - n0,
+                                     bias != nullptr ? bias + g * Cg + j0 : nullptr, budget, pw.group(g));
+                });
+            }
         }
 
         /// The forward pass of a whole batch, when it runs as one GEMM per group and share of the
@@ -682,14 +730,16 @@ namespace xconv
             back.pad_top = reach_h - win.pad_top;
             back.pad_left = reach_w - win.pad_left;
             const std::int64_t taps = win.taps();
-            // Only where the flipped kernel is packed once for the call at the default cap: packed
-            // per GEMM (one sample, or a larger weight) it costs more than it saves (measured on
-            // the 512-channel 7 x 7 layer, one sample: -9%). The rule leaves out the cap the
-            // program sets, since this route and col2im's sum in different orders: under a smaller
-            // cap the kernel is packed panel by panel instead, with the same values.
-            const std::size_t packed_bytes =
-                prepacked_b_size<T>(static_cast<std::size_t>(Cg * taps), static_cast<std::size_t>(Cp)) * static_cast<std::size_t>(G) * sizeof(T);
-            if (!use_implicit<T>(back, Cg, Cp) || N < 2 || packed_bytes > default_scratch_limit / 4 * 3)
+            // Only where the flipped kernel is packed once for the call at the default cap, whole
+            // or in blocks of channels (implicit_over_batch): packed per GEMM (one sample, or a
+            // larger weight) it costs more than it saves (measured on the 512-channel 7 x 7 layer,
+            // one sample: -9%). The rule leaves out the cap the program sets, since this route and
+            // col2im's sum in different orders: under a smaller cap the kernel is packed panel by
+            // panel instead, with the same values.
+            const auto uK = static_cast<std::size_t>(Cg * taps);
+            const std::size_t packed_bytes = prepacked_b_size<T>(uK, static_cast<std::size_t>(Cp)) * static_cast<std::size_t>(G) * sizeof(T);
+            if (!use_implicit<T>(back, Cg, Cp) || N < 2
+                || (packed_bytes > default_scratch_limit / 4 * 3 && implicit_column_block<T>(uK, Cp, G, default_scratch_limit) == Cp))
             {
                 return false;
             }
