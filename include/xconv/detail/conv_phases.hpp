@@ -17,9 +17,10 @@
 // fill: each pixel is one fma chain over (g, a, b). Pixels that no tap reaches get the bias alone.
 //
 // Used (phases_apply) where col2im would sum several taps per pixel; the phase weights are packed
-// once per call when reserve_call_scratch finds room for them, else by the GEMMs' packers as they
-// go, with the same values: the results do not depend on the cap, the threads or what earlier
-// calls left.
+// once per call when reserve_call_scratch finds room for them; else, over a batch, phase by phase,
+// each phase packed once for the call in its turn (phase_passes), when one phase finds room; else
+// by the GEMMs' packers as they go. The same values every way: the results do not depend on the
+// cap, the threads or what earlier calls left.
 #ifndef XCONV_DETAIL_CONV_PHASES_HPP
 #define XCONV_DETAIL_CONV_PHASES_HPP
 
