@@ -275,8 +275,10 @@ namespace xconv
         /// [0, N): plane of sample s at plane + s * plane_stride, its grid at grid + s *
         /// grid_stride. The GEMM's B = W^T [K, Cg] is `packed_wt`, packed whole by prepack_b, or,
         /// when that is null, packed micro-panel by micro-panel here by `pack_w` (a B packer of
-        /// gemm_pack.hpp). With OpenMP, when not called from inside a parallel region, the threads
-        /// share each tile's row panels.
+        /// gemm_pack.hpp). With OpenMP, when not called from inside a parallel region, each
+        /// thread takes whole tiles (bands of output rows) when a sample spans several and the
+        /// tiles come out even between the threads; else the threads share each tile's row panels
+        /// (or channel panels). One parallel region a call.
         template <class T, class PackW>
         void implicit_forward(const window2d& win,
                               std::int64_t Cp,
@@ -306,81 +308,125 @@ namespace xconv
             // Tiles: whole samples when one fits the cache with its bordered copy, else bands of
             // output rows of one sample.
             const std::size_t fixed = packed_wt != nullptr ? 0 : std::min(KC, uK) * NR * sizeof(T);
-            const std::size_t room = std::min(budget > fixed ? budget - fixed : 0, implicit_tile_bytes);
+#if defined(XCONV_USE_OPENMP)
+            const std::int64_t threads = omp_in_parallel() ? 1 : std::max<std::int64_t>(1, omp_get_max_threads());
+#else
+            const std::int64_t threads = 1;
+#endif
             const std::size_t sample_source = geo.bordered ? static_cast<std::size_t>(Cp * geo.height * geo.width) * sizeof(T) : 0;
             const std::size_t sample_bytes = static_cast<std::size_t>(L) * ldct * sizeof(T) + sample_source;
-            std::int64_t chunk = 1, rows_per_tile = win.blocks_h;
+            // r output rows: r * bw rows of C^T, and r * sh + halo rows of the bordered copy
+            const std::size_t row_bytes = static_cast<std::size_t>(bw) * ldct * sizeof(T)
+                                          + (geo.bordered ? static_cast<std::size_t>(Cp * win.stride_h * geo.width) * sizeof(T) : 0);
+            const std::int64_t halo = std::max<std::int64_t>(0, (win.kernel_h - 1) * win.dil_h + 1 - win.stride_h);
+            const std::size_t halo_bytes = geo.bordered ? static_cast<std::size_t>(Cp * halo * geo.width) * sizeof(T) : 0;
+            const auto bands_for = [&](std::size_t room) {
+                const std::int64_t rows = std::clamp<std::int64_t>(
+                    static_cast<std::int64_t>((room > halo_bytes ? room - halo_bytes : 0) / row_bytes), 1, win.blocks_h);
+                return (win.blocks_h + rows - 1) / rows;
+            };
+            const std::size_t room = std::min(budget > fixed ? budget - fixed : 0, implicit_tile_bytes);
+            std::int64_t chunk = 1, n_bands = 1;
+            // With several threads and samples too large for one tile, each thread takes whole
+            // tiles (bands of rows), when they come out even: no barrier between tiles. Else the
+            // threads share each tile.
+            bool by_tiles = false;
             if (sample_bytes <= room)
             {
                 chunk = std::clamp<std::int64_t>(static_cast<std::int64_t>(room / sample_bytes), 1, N);
             }
             else
             {
-                // r output rows: r * bw rows of C^T, and r * sh + halo rows of the bordered copy
-                const std::size_t row_bytes = static_cast<std::size_t>(bw) * ldct * sizeof(T)
-                                              + (geo.bordered ? static_cast<std::size_t>(Cp * win.stride_h * geo.width) * sizeof(T) : 0);
-                const std::int64_t halo = std::max<std::int64_t>(0, (win.kernel_h - 1) * win.dil_h + 1 - win.stride_h);
-                const std::size_t halo_bytes = geo.bordered ? static_cast<std::size_t>(Cp * halo * geo.width) * sizeof(T) : 0;
-                rows_per_tile = std::clamp<std::int64_t>(static_cast<std::int64_t>((room > halo_bytes ? room - halo_bytes : 0) / row_bytes),
-                                                         1, win.blocks_h);
-                const std::int64_t n_tiles = (win.blocks_h + rows_per_tile - 1) / rows_per_tile;
-                rows_per_tile = (win.blocks_h + n_tiles - 1) / n_tiles;
-            }
-
-            implicit_workspace<T>& ws = implicit_workspace<T>::local();
-            const std::size_t max_rows = static_cast<std::size_t>(chunk * rows_per_tile * bw + static_cast<std::int64_t>(MR));
-            T* const ct = ws.ct.get(max_rows * ldct);
-            std::ptrdiff_t* const base = ws.base.get(max_rows);
-            std::int32_t* const off = ws.off.get(uK + implicit_prefetch_distance);
-            std::fill(off + uK, off + uK + implicit_prefetch_distance, 0);
-            T* const source_buf =
-                geo.bordered
-                    ? ws.source.get(static_cast<std::size_t>(chunk * Cp * geo.band_rows(win, 0, rows_per_tile) * geo.width))
-                    : nullptr;
-
-#if defined(XCONV_USE_OPENMP)
-            const bool parallel = !omp_in_parallel() && omp_get_max_threads() > 1
-                                  && static_cast<double>(chunk * rows_per_tile * bw) * static_cast<double>(K) * static_cast<double>(Cg)
-                                         >= 2097152.0;
-#endif
-
-            for (std::int64_t s0 = 0; s0 < N; s0 += chunk)
-            {
-                const std::int64_t s1 = std::min(N, s0 + chunk);
-                for (std::int64_t oh0 = 0; oh0 < win.blocks_h; oh0 += rows_per_tile)
+                n_bands = bands_for(room);
+                const std::size_t thread_room =
+                    std::min(budget / static_cast<std::size_t>(threads) > fixed ? budget / static_cast<std::size_t>(threads) - fixed : 0,
+                             implicit_tile_bytes);
+                if (threads > 1 && sample_bytes > thread_room)
                 {
-                    const std::int64_t oh1 = std::min(win.blocks_h, oh0 + rows_per_tile);
-                    const std::int64_t per_sample = (oh1 - oh0) * bw;
-                    const std::int64_t rows = (s1 - s0) * per_sample;
-                    const std::int64_t panels = (rows + static_cast<std::int64_t>(MR) - 1) / static_cast<std::int64_t>(MR);
-
-                    // The plane the windows read: strides of a row, a channel and a sample.
-                    const T* src = nullptr;
-                    std::int64_t rs = 0, ps = 0, ss = 0;
-                    const std::int64_t band = geo.band_rows(win, oh0, oh1);
-                    if (geo.bordered)
+                    std::int64_t bands = bands_for(thread_room);
+                    while (bands < win.blocks_h && (N * bands) % threads != 0)
                     {
-                        rs = geo.width;
-                        ps = band * rs;
-                        ss = Cp * ps;
-                        src = source_buf;
+                        ++bands;
                     }
-                    else
+                    if ((N * bands) % threads == 0)
                     {
-                        rs = win.width;
-                        ps = win.height * win.width;
-                        ss = plane_stride;
-                        src = plane + s0 * plane_stride + oh0 * win.stride_h * rs;
+                        by_tiles = true;
+                        n_bands = bands;
                     }
-                    const std::int64_t y0 = oh0 * win.stride_h - win.pad_top;  // first image row of the band
+                }
+            }
+            const std::int64_t rows_per_tile = (win.blocks_h + n_bands - 1) / n_bands;
+            const std::int64_t n_chunks = (N + chunk - 1) / chunk, bands_per_chunk = (win.blocks_h + rows_per_tile - 1) / rows_per_tile;
+            const std::int64_t n_tiles = n_chunks * bands_per_chunk;
+            const std::size_t max_rows = static_cast<std::size_t>(chunk * rows_per_tile * bw + static_cast<std::int64_t>(MR));
+            const std::size_t source_elements =
+                geo.bordered ? static_cast<std::size_t>(chunk * Cp * geo.band_rows(win, 0, rows_per_tile) * geo.width) : 0;
 
+            /// The calling thread's buffers for a tile.
+            struct buffers
+            {
+                T* ct;
+                std::ptrdiff_t* base;
+                std::int32_t* off;
+                T* source;
+            };
+            const auto own_buffers = [&]() {
+                implicit_workspace<T>& ws = implicit_workspace<T>::local();
+                buffers r{ws.ct.get(max_rows * ldct), ws.base.get(max_rows), ws.off.get(uK + implicit_prefetch_distance),
+                          geo.bordered ? ws.source.get(source_elements) : nullptr};
+                std::fill(r.off + uK, r.off + uK + implicit_prefetch_distance, 0);
+                return r;
+            };
+
+            // Tile t: samples [s0, s1) and output rows [oh0, oh1), computed by part `part` of
+            // `parts` threads sharing buf (a barrier after each step when parts > 1).
+            const auto run_tile = [&](const buffers& buf, std::int64_t t, std::int64_t part, std::int64_t parts) {
+                const auto sync = [parts]() {
+                    if (parts > 1)
+                    {
+#if defined(XCONV_USE_OPENMP)
+#pragma omp barrier
+#endif
+                    }
+                };
+                const auto share = [part, parts](std::int64_t n) {
+                    return std::pair<std::int64_t, std::int64_t>(n * part / parts, n * (part + 1) / parts);
+                };
+                const std::int64_t s0 = t / bands_per_chunk * chunk, s1 = std::min(N, s0 + chunk);
+                const std::int64_t oh0 = t % bands_per_chunk * rows_per_tile, oh1 = std::min(win.blocks_h, oh0 + rows_per_tile);
+                const std::int64_t per_sample = (oh1 - oh0) * bw;
+                const std::int64_t rows = (s1 - s0) * per_sample;
+                const std::int64_t panels = (rows + static_cast<std::int64_t>(MR) - 1) / static_cast<std::int64_t>(MR);
+
+                // The plane the windows read: strides of a row, a channel and a sample.
+                const T* src = nullptr;
+                std::int64_t rs = 0, ps = 0, ss = 0;
+                const std::int64_t band = geo.band_rows(win, oh0, oh1);
+                if (geo.bordered)
+                {
+                    rs = geo.width;
+                    ps = band * rs;
+                    ss = Cp * ps;
+                    src = buf.source;
+                }
+                else
+                {
+                    rs = win.width;
+                    ps = win.height * win.width;
+                    ss = plane_stride;
+                    src = plane + s0 * plane_stride + oh0 * win.stride_h * rs;
+                }
+                const std::int64_t y0 = oh0 * win.stride_h - win.pad_top;  // first image row of the band
+
+                if (part == 0)
+                {
                     for (std::int64_t c = 0, k = 0; c < Cp; ++c)
                     {
                         for (std::int64_t i = 0; i < win.kernel_h; ++i)
                         {
                             for (std::int64_t j = 0; j < win.kernel_w; ++j, ++k)
                             {
-                                off[k] = static_cast<std::int32_t>(c * ps + i * win.dil_h * rs + j * win.dil_w);
+                                buf.off[k] = static_cast<std::int32_t>(c * ps + i * win.dil_h * rs + j * win.dil_w);
                             }
                         }
                     }
@@ -389,113 +435,134 @@ namespace xconv
                         const std::int64_t qq = q < rows ? q : 0;
                         const std::int64_t s = qq / per_sample, l = qq - s * per_sample;
                         const std::int64_t oh = l / bw, ow = l - oh * bw;
-                        base[q] = static_cast<std::ptrdiff_t>(s * ss + oh * win.stride_h * rs + ow * win.stride_w);
+                        buf.base[q] = static_cast<std::ptrdiff_t>(s * ss + oh * win.stride_h * rs + ow * win.stride_w);
                     }
-
-
-#if defined(XCONV_USE_OPENMP)
-                    const std::uint64_t epoch = current_scratch_epoch();
-#pragma omp parallel if (parallel)
-#endif
+                }
+                if (geo.bordered)
+                {
+                    // The zero-bordered copy of rows [y0, y0 + band) of each sample's planes.
+                    const auto [sc0, sc1] = share((s1 - s0) * Cp);
+                    for (std::int64_t sc = sc0; sc < sc1; ++sc)
                     {
-#if defined(XCONV_USE_OPENMP)
-                        join_scratch_epoch(epoch);
-                        const std::int64_t parts = omp_get_num_threads();
-#else
-                        const std::int64_t parts = 1;
-#endif
-                        if (geo.bordered)
+                        const std::int64_t s = sc / Cp, c = sc - s * Cp;
+                        const T* in = plane + (s0 + s) * plane_stride + c * win.height * win.width;
+                        T* dst = buf.source + s * ss + c * ps;
+                        for (std::int64_t y = 0; y < band; ++y)
                         {
-                            // The zero-bordered copy of rows [y0, y0 + band) of each sample's planes.
-#if defined(XCONV_USE_OPENMP)
-#pragma omp for schedule(static)
-#endif
-                            for (std::int64_t sc = 0; sc < (s1 - s0) * Cp; ++sc)
+                            T* d = dst + y * rs;
+                            const std::int64_t iy = y0 + y;
+                            if (iy < 0 || iy >= win.height)
                             {
-                                const std::int64_t s = sc / Cp, c = sc - s * Cp;
-                                const T* in = plane + (s0 + s) * plane_stride + c * win.height * win.width;
-                                T* dst = source_buf + s * ss + c * ps;
-                                for (std::int64_t y = 0; y < band; ++y)
-                                {
-                                    T* d = dst + y * rs;
-                                    const std::int64_t iy = y0 + y;
-                                    if (iy < 0 || iy >= win.height)
-                                    {
-                                        std::fill(d, d + rs, T(0));
-                                        continue;
-                                    }
-                                    const T* line = in + iy * win.width;
-                                    const std::int64_t x_begin = std::clamp<std::int64_t>(win.pad_left, 0, rs);
-                                    const std::int64_t x_end = std::clamp<std::int64_t>(win.pad_left + win.width, x_begin, rs);
-                                    std::fill(d, d + x_begin, T(0));
-                                    std::copy(line + (x_begin - win.pad_left), line + (x_end - win.pad_left), d + x_begin);
-                                    std::fill(d + x_end, d + rs, T(0));
-                                }
+                                std::fill(d, d + rs, T(0));
+                                continue;
                             }
-                        }
-
-                        const std::size_t n_jr = (uCg + NR - 1) / NR;
-                        // Without a weight packed per call each thread packs the B micro-panels it
-                        // uses, just before using them: the threads share the panels when there
-                        // are enough, else the row panels (and each packs every B panel).
-                        const bool by_columns = packed_wt == nullptr && static_cast<std::int64_t>(n_jr) >= parts;
-                        const std::int64_t tasks = by_columns ? static_cast<std::int64_t>(n_jr) : parts;
-                        for (std::size_t pc = 0; pc < uK; pc += KC)
-                        {
-                            const std::size_t kc = std::min(KC, uK - pc);
-                            const bool load_c = pc > 0;
-                            // B micro-panel outer (it stays in L1 / L2), the row panels inner.
-#if defined(XCONV_USE_OPENMP)
-#pragma omp for schedule(static)
-#endif
-                            for (std::int64_t task = 0; task < tasks; ++task)
-                            {
-                                const std::int64_t p_begin = by_columns ? 0 : panels * task / parts;
-                                const std::int64_t p_end = by_columns ? panels : panels * (task + 1) / parts;
-                                const std::size_t jr_begin = by_columns ? static_cast<std::size_t>(task) * NR : 0;
-                                const std::size_t jr_end = by_columns ? jr_begin + NR : uCg;
-                                for (std::size_t jr = jr_begin; jr < jr_end; jr += NR)
-                                {
-                                    const std::size_t n = std::min(NR, uCg - jr);
-                                    const T* b_panel = nullptr;
-                                    if (packed_wt != nullptr)
-                                    {
-                                        b_panel = prepacked_b<T>{packed_wt, uCg}.block(pc, kc, 0) + jr * kc;
-                                    }
-                                    else
-                                    {
-                                        T* own = implicit_workspace<T>::local().b.get(kc * NR);
-                                        pack_w(pc, kc, jr, n, own);
-                                        b_panel = own;
-                                    }
-                                    const auto kernel = implicit_microkernel_table<T, gemm_arch>::get((n + LANES - 1) / LANES);
-                                    for (std::int64_t ip = p_begin; ip < p_end; ++ip)
-                                    {
-                                        const std::size_t ir = static_cast<std::size_t>(ip) * MR;
-                                        const T* ptr[MR];
-                                        for (std::size_t r = 0; r < MR; ++r)
-                                        {
-                                            ptr[r] = src + base[ir + r];
-                                        }
-                                        kernel(kc, ptr, off + pc, b_panel, ct + ir * ldct + jr, static_cast<std::ptrdiff_t>(ldct), load_c);
-                                    }
-                                }
-                            }
-                        }
-
-                        // C^T back into the grids, transposed, plus the bias: the threads share the
-                        // channels.
-                        const std::int64_t blocks = (Cg + 15) / 16;
-#if defined(XCONV_USE_OPENMP)
-#pragma omp for schedule(static)
-#endif
-                        for (std::int64_t jb = 0; jb < blocks; ++jb)
-                        {
-                            implicit_store(ct, static_cast<std::int64_t>(ldct), rows, per_sample, grid + s0 * grid_stride + oh0 * bw,
-                                           grid_stride, L, bias, jb * 16, std::min(Cg, jb * 16 + 16));
+                            const T* line = in + iy * win.width;
+                            const std::int64_t x_begin = std::clamp<std::int64_t>(win.pad_left, 0, rs);
+                            const std::int64_t x_end = std::clamp<std::int64_t>(win.pad_left + win.width, x_begin, rs);
+                            std::fill(d, d + x_begin, T(0));
+                            std::copy(line + (x_begin - win.pad_left), line + (x_end - win.pad_left), d + x_begin);
+                            std::fill(d + x_end, d + rs, T(0));
                         }
                     }
                 }
+                sync();
+
+                const std::size_t n_jr = (uCg + NR - 1) / NR;
+                // Without a weight packed per call each thread packs the B micro-panels it
+                // uses, just before using them: the threads share the panels when there
+                // are enough, else the row panels (and each packs every B panel).
+                const bool by_columns = packed_wt == nullptr && static_cast<std::int64_t>(n_jr) >= parts;
+                const std::int64_t tasks = by_columns ? static_cast<std::int64_t>(n_jr) : parts;
+                for (std::size_t pc = 0; pc < uK; pc += KC)
+                {
+                    const std::size_t kc = std::min(KC, uK - pc);
+                    const bool load_c = pc > 0;
+                    // B micro-panel outer (it stays in L1 / L2), the row panels inner.
+                    const auto [task0, task1] = share(tasks);
+                    for (std::int64_t task = task0; task < task1; ++task)
+                    {
+                        const std::int64_t p_begin = by_columns ? 0 : panels * task / parts;
+                        const std::int64_t p_end = by_columns ? panels : panels * (task + 1) / parts;
+                        const std::size_t jr_begin = by_columns ? static_cast<std::size_t>(task) * NR : 0;
+                        const std::size_t jr_end = by_columns ? jr_begin + NR : uCg;
+                        for (std::size_t jr = jr_begin; jr < jr_end; jr += NR)
+                        {
+                            const std::size_t n = std::min(NR, uCg - jr);
+                            const T* b_panel = nullptr;
+                            if (packed_wt != nullptr)
+                            {
+                                b_panel = prepacked_b<T>{packed_wt, uCg}.block(pc, kc, 0) + jr * kc;
+                            }
+                            else
+                            {
+                                T* own = implicit_workspace<T>::local().b.get(kc * NR);
+                                pack_w(pc, kc, jr, n, own);
+                                b_panel = own;
+                            }
+                            const auto kernel = implicit_microkernel_table<T, gemm_arch>::get((n + LANES - 1) / LANES);
+                            for (std::int64_t ip = p_begin; ip < p_end; ++ip)
+                            {
+                                const std::size_t ir = static_cast<std::size_t>(ip) * MR;
+                                const T* ptr[MR];
+                                for (std::size_t r = 0; r < MR; ++r)
+                                {
+                                    ptr[r] = src + buf.base[ir + r];
+                                }
+                                kernel(kc, ptr, buf.off + pc, b_panel, buf.ct + ir * ldct + jr, static_cast<std::ptrdiff_t>(ldct), load_c);
+                            }
+                        }
+                    }
+                    sync();
+                }
+
+                // C^T back into the grids, transposed, plus the bias: the threads share the
+                // channels.
+                const auto [jb0, jb1] = share((Cg + 15) / 16);
+                for (std::int64_t jb = jb0; jb < jb1; ++jb)
+                {
+                    implicit_store(buf.ct, static_cast<std::int64_t>(ldct), rows, per_sample, grid + s0 * grid_stride + oh0 * bw, grid_stride,
+                                   L, bias, jb * 16, std::min(Cg, jb * 16 + 16));
+                }
+                sync();
+            };
+
+#if defined(XCONV_USE_OPENMP)
+            const bool parallel = threads > 1
+                                  && (by_tiles
+                                      || static_cast<double>(chunk * rows_per_tile * bw) * static_cast<double>(K) * static_cast<double>(Cg)
+                                             >= 2097152.0);
+            const buffers shared = parallel && !by_tiles ? own_buffers() : buffers{};
+            const std::uint64_t epoch = current_scratch_epoch();
+            if (parallel)
+            {
+#pragma omp parallel
+                {
+                    join_scratch_epoch(epoch);
+                    const std::int64_t parts = omp_get_num_threads(), me = omp_get_thread_num();
+                    if (by_tiles)
+                    {
+                        // Each thread its own tiles, in its own buffers.
+                        const buffers mine = own_buffers();
+                        for (std::int64_t t = n_tiles * me / parts; t < n_tiles * (me + 1) / parts; ++t)
+                        {
+                            run_tile(mine, t, 0, 1);
+                        }
+                    }
+                    else
+                    {
+                        for (std::int64_t t = 0; t < n_tiles; ++t)
+                        {
+                            run_tile(shared, t, me, parts);
+                        }
+                    }
+                }
+                return;
+            }
+#endif
+            const buffers mine = own_buffers();
+            for (std::int64_t t = 0; t < n_tiles; ++t)
+            {
+                run_tile(mine, t, 0, 1);
             }
         }
     }  // namespace detail
