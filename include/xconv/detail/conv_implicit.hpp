@@ -330,7 +330,7 @@ namespace xconv
             // With several threads and samples too large for one tile, each thread takes whole
             // tiles (bands of rows), when they come out even: no barrier between tiles. Else the
             // threads share each tile.
-            bool by_tiles = false;
+            [[maybe_unused]] bool by_tiles = false;  // read only with OpenMP
             if (sample_bytes <= room)
             {
                 chunk = std::clamp<std::int64_t>(static_cast<std::int64_t>(room / sample_bytes), 1, N);
