@@ -304,6 +304,10 @@ namespace xconv
             // would share the cache's sets.
             const std::size_t ldct = (uCg + NR - 1) / NR * NR + 64 / sizeof(T);
             const implicit_geometry geo(win);
+            if (N <= 0 || L <= 0 || Cg <= 0)
+            {
+                return;
+            }
 
             // Tiles: whole samples when one fits the cache with its bordered copy, else bands of
             // output rows of one sample.
