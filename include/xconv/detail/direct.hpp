@@ -535,31 +535,42 @@ namespace xconv
 
             direct_plane_rows from(std::int64_t r) const noexcept { return {src, height, width, y0 + r, left}; }
 
-            template <int KW>
-            XCONV_GEMM_ALWAYS_INLINE void windows(int t, std::int64_t ox, typename direct_avx512<T>::V* s) const noexcept
+            /// A vector column of every row: the masks of the in-plane lanes of the two vectors
+            /// lo:hi that start at output column ox, and the byte offset of lane 0 in a row. The
+            /// same for all rows, so worked out once per column.
+            struct column
+            {
+                typename direct_avx512<T>::M lo, hi;
+                std::intptr_t offset;
+            };
+
+            column at(std::int64_t ox) const noexcept
             {
                 using A = direct_avx512<T>;
-                const std::int64_t y = y0 + t;
-                if (static_cast<std::uint64_t>(y) >= static_cast<std::uint64_t>(height))
-                {
-                    for (int j = 0; j < KW; ++j)
-                    {
-                        s[j] = A::zero();
-                    }
-                    return;
-                }
                 const std::int64_t x0 = ox - left;  // plane column of lane 0
-                const T* row = src + y * width;
-                // lanes l of the pair lo:hi with 0 <= x0 + l < width
+                // lanes l of the vector starting at x0 + first with 0 <= x0 + first + l < width
                 const auto lanes_in = [&](std::int64_t first) {
                     const std::int64_t a = std::clamp<std::int64_t>(-(x0 + first), 0, A::lanes);
                     const std::int64_t b = std::clamp<std::int64_t>(width - (x0 + first), 0, A::lanes);
                     return static_cast<typename A::M>(A::mask(b) & ~A::mask(a));
                 };
-                const std::uintptr_t at = reinterpret_cast<std::uintptr_t>(row) + static_cast<std::uintptr_t>(x0) * sizeof(T);
-                const T* p = reinterpret_cast<const T*>(at);  // may lie before row: only in-plane lanes are read
-                direct_avx512_windows<T>(A::load(lanes_in(0), p), A::load(lanes_in(A::lanes), p + A::lanes), s,
-                                         std::make_integer_sequence<int, KW>{});
+                return {lanes_in(0), lanes_in(A::lanes), static_cast<std::intptr_t>(x0) * static_cast<std::intptr_t>(sizeof(T))};
+            }
+
+            template <int KW>
+            XCONV_GEMM_ALWAYS_INLINE void windows(int t, const column& c, typename direct_avx512<T>::V* s) const noexcept
+            {
+                using A = direct_avx512<T>;
+                using M = typename A::M;
+                // A row outside the plane reads nothing (empty masks): no branch, so that the
+                // accumulators of the caller stay in registers.
+                const std::int64_t y = y0 + t;
+                const bool in = static_cast<std::uint64_t>(y) < static_cast<std::uint64_t>(height);
+                const M lo = in ? c.lo : M(0), hi = in ? c.hi : M(0);
+                const T* row = src + (in ? y : 0) * width;
+                // may lie before the row: only in-plane lanes are read
+                const T* p = reinterpret_cast<const T*>(reinterpret_cast<std::uintptr_t>(row) + static_cast<std::uintptr_t>(c.offset));
+                direct_avx512_windows<T>(A::load(lo, p), A::load(hi, p + A::lanes), s, std::make_integer_sequence<int, KW>{});
             }
         };
 
@@ -577,6 +588,7 @@ namespace xconv
             for (std::int64_t ox = 0; ox < out_w; ox += A::lanes)
             {
                 const auto m = A::mask(out_w - ox);
+                const auto column = src.at(ox);
                 V acc[R];
                 XCONV_GEMM_UNROLL
                 for (int r = 0; r < R; ++r)
@@ -587,7 +599,7 @@ namespace xconv
                 for (int t = 0; t < R + KH - 1; ++t)
                 {
                     V s[KW];
-                    src.template windows<KW>(t, ox, s);
+                    src.template windows<KW>(t, column, s);
                     XCONV_GEMM_UNROLL
                     for (int i = 0; i < KH; ++i)
                     {
@@ -650,8 +662,8 @@ namespace xconv
         }
 
         /// acc[i*KW + j] += R grid rows x the staged rows they read through tap (i, j).
-        template <class T, int KH, int KW, int R>
-        void direct_avx512_wgrad_rows(const T* q, std::int64_t ld, const T* grid, std::int64_t out_w, typename direct_avx512<T>::V* acc_out) noexcept
+        template <class T, int KH, int KW, int R, class Src>
+        void direct_avx512_wgrad_rows(const Src& src, const T* grid, std::int64_t out_w, typename direct_avx512<T>::V* acc_out) noexcept
         {
             using A = direct_avx512<T>;
             using V = typename A::V;
@@ -664,6 +676,7 @@ namespace xconv
             for (std::int64_t ox = 0; ox < out_w; ox += A::lanes)
             {
                 const auto m = A::mask(out_w - ox);
+                const auto column = src.at(ox);
                 V g[R];
                 XCONV_GEMM_UNROLL
                 for (int r = 0; r < R; ++r)
@@ -674,7 +687,7 @@ namespace xconv
                 for (int t = 0; t < R + KH - 1; ++t)
                 {
                     V s[KW];
-                    direct_avx512_windows<T, KW>(q + t * ld + ox, s);
+                    src.template windows<KW>(t, column, s);
                     XCONV_GEMM_UNROLL
                     for (int i = 0; i < KH; ++i)
                     {
@@ -696,19 +709,20 @@ namespace xconv
             }
         }
 
-        /// wgrad[i*KW + j] accumulators over a band of rows (stride 1, dilation 1).
-        template <class T, int KH, int KW>
-        void direct_avx512_wgrad(const T* q, std::int64_t ld, const T* grid, std::int64_t rows, std::int64_t out_w, typename direct_avx512<T>::V* acc) noexcept
+        /// wgrad[i*KW + j] accumulators over `rows` grid rows (stride 1, dilation 1), the plane
+        /// read in place (a direct_plane_rows).
+        template <class T, int KH, int KW, class Src>
+        void direct_avx512_wgrad(const Src& src, const T* grid, std::int64_t rows, std::int64_t out_w, typename direct_avx512<T>::V* acc) noexcept
         {
             constexpr int R = static_cast<int>(direct_row_block);
             std::int64_t oy = 0;
             for (; oy + R <= rows; oy += R)
             {
-                direct_avx512_wgrad_rows<T, KH, KW, R>(q + oy * ld, ld, grid + oy * out_w, out_w, acc);
+                direct_avx512_wgrad_rows<T, KH, KW, R>(src.from(oy), grid + oy * out_w, out_w, acc);
             }
             for (; oy < rows; ++oy)
             {
-                direct_avx512_wgrad_rows<T, KH, KW, 1>(q + oy * ld, ld, grid + oy * out_w, out_w, acc);
+                direct_avx512_wgrad_rows<T, KH, KW, 1>(src.from(oy), grid + oy * out_w, out_w, acc);
             }
         }
 #if defined(__GNUC__) && !defined(__clang__)
@@ -909,25 +923,37 @@ namespace xconv
         void direct_weight_grad(const direct_geometry& g, const T* src, const T* grid, T* partial, std::size_t budget)
         {
             const direct_wgrad_kind kind = wgrad_kind(g);
-            const std::int64_t band = direct_band<T>(g, budget);
-            T* q = conv_workspace<T>::local().stage.get(static_cast<std::size_t>(g.rows_for(0, band) * g.ld));
             constexpr std::int64_t S = direct_wgrad_slots;
 #if defined(XCONV_DIRECT_AVX512)
-            using A = direct_avx512<T>;
-            typename A::V acc[25];
-            const auto load = [&](std::int64_t taps) {
+            if (kind != direct_wgrad_kind::generic)
+            {
+                // Read straight from the plane (masked loads make the border), no staging.
+                using A = direct_avx512<T>;
+                const std::int64_t taps = g.kh * g.kw;
+                typename A::V acc[25];
                 for (std::int64_t t = 0; t < taps; ++t)
                 {
                     acc[t] = A::load(partial + t * S);
                 }
-            };
-            const auto store = [&](std::int64_t taps) {
+                const direct_plane_rows<T> plane_rows{src, g.src_h, g.src_w, -g.top, g.left};
+                if (kind == direct_wgrad_kind::fixed3)
+                {
+                    direct_avx512_wgrad<T, 3, 3>(plane_rows, grid, g.out_h, g.out_w, acc);
+                }
+                else
+                {
+                    direct_avx512_wgrad<T, 5, 5>(plane_rows, grid, g.out_h, g.out_w, acc);
+                }
                 for (std::int64_t t = 0; t < taps; ++t)
                 {
                     A::store(partial + t * S, A::mask(A::lanes), acc[t]);
                 }
-            };
-#else
+                return;
+            }
+#endif
+            const std::int64_t band = direct_band<T>(g, budget);
+            T* q = conv_workspace<T>::local().stage.get(static_cast<std::size_t>(g.rows_for(0, band) * g.ld));
+#if !defined(XCONV_DIRECT_AVX512)
             using vec = direct_vec<T>;
             typename vec::type acc[25];
             const auto load = [&](std::int64_t taps) {
@@ -942,11 +968,11 @@ namespace xconv
                     vec::store(partial + t * S, acc[t]);
                 }
             };
-#endif
             if (kind != direct_wgrad_kind::generic)
             {
                 load(g.kh * g.kw);
             }
+#endif
             for (std::int64_t oy0 = 0; oy0 < g.out_h; oy0 += band)
             {
                 const std::int64_t oy1 = std::min(g.out_h, oy0 + band);
@@ -955,30 +981,29 @@ namespace xconv
                 const std::int64_t rows = oy1 - oy0;
                 switch (kind)
                 {
-#if defined(XCONV_DIRECT_AVX512)
-                    case direct_wgrad_kind::fixed3:
-                        direct_avx512_wgrad<T, 3, 3>(q, g.ld, gr, rows, g.out_w, acc);
-                        break;
-                    case direct_wgrad_kind::fixed5:
-                        direct_avx512_wgrad<T, 5, 5>(q, g.ld, gr, rows, g.out_w, acc);
-                        break;
-#else
+#if !defined(XCONV_DIRECT_AVX512)
                     case direct_wgrad_kind::fixed3:
                         direct_wgrad_fixed<T, 3, 3>(q, g.ld, gr, rows, g.out_w, acc);
                         break;
                     case direct_wgrad_kind::fixed5:
                         direct_wgrad_fixed<T, 5, 5>(q, g.ld, gr, rows, g.out_w, acc);
                         break;
+#else
+                    case direct_wgrad_kind::fixed3:
+                    case direct_wgrad_kind::fixed5:
+                        break;  // done above
 #endif
                     case direct_wgrad_kind::generic:
                         direct_wgrad_generic(g, q, gr, rows, partial, S);
                         break;
                 }
             }
+#if !defined(XCONV_DIRECT_AVX512)
             if (kind != direct_wgrad_kind::generic)
             {
                 store(g.kh * g.kw);
             }
+#endif
         }
 
         /// wgrad[t] += the partial sums of tap t, added in lane order.
