@@ -194,15 +194,11 @@ namespace xconv
                 direct_backward_batch<T>(
                     p.batch, p.groups, direct_wgrad_partial_size(p.win, Cin_g, Cout_g), gw != nullptr,
                     [&](std::int64_t n, std::int64_t g) {
+                        prefetch_span(grad_out + (n * p.out_channels + g * Cout_g) * L, Cout_g * L);
+                        prefetch_span(x + (n * p.in_channels + g * Cin_g) * in_plane, Cin_g * in_plane);
+                    },
+                    [&](std::int64_t n, std::int64_t g) {
                         const T* gy = grad_out + (n * p.out_channels + g * Cout_g) * L;
-                        // The planes of the next (sample, group) are far away in memory: the next
-                        // sample's, or after the last sample the next group's first.
-                        const std::int64_t nn = n + 1 < p.batch ? n + 1 : 0, ng = n + 1 < p.batch ? g : g + 1;
-                        if (ng < p.groups)
-                        {
-                            prefetch_span(grad_out + (nn * p.out_channels + ng * Cout_g) * L, Cout_g * L);
-                            prefetch_span(x + (nn * p.in_channels + ng * Cin_g) * in_plane, Cin_g * in_plane);
-                        }
                         for (std::int64_t c = 0; gb != nullptr && c < Cout_g; ++c)
                         {
                             gb[g * Cout_g + c] += row_sum(gy + c * L, L);

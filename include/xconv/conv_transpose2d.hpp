@@ -111,13 +111,11 @@ namespace xconv
                 direct_backward_batch<T>(
                     p.batch, p.groups, direct_wgrad_partial_size(p.win, Cout_g, Cin_g), gw != nullptr,
                     [&](std::int64_t n, std::int64_t g) {
+                        prefetch_span(grad_out + (n * p.out_channels + g * Cout_g) * out_plane, Cout_g * out_plane);
+                        prefetch_span(x + (n * p.in_channels + g * Cin_g) * L, Cin_g * L);
+                    },
+                    [&](std::int64_t n, std::int64_t g) {
                         const T* gy = grad_out + (n * p.out_channels + g * Cout_g) * out_plane;
-                        if (n + 1 < p.batch)
-                        {
-                            // The next sample's planes of the group are far away in memory.
-                            prefetch_span(gy + p.out_channels * out_plane, Cout_g * out_plane);
-                            prefetch_span(x + ((n + 1) * p.in_channels + g * Cin_g) * L, Cin_g * L);
-                        }
                         for (std::int64_t c = 0; gb != nullptr && c < Cout_g; ++c)
                         {
                             gb[g * Cout_g + c] += row_sum(gy + c * out_plane, out_plane);

@@ -792,7 +792,8 @@ namespace xconv
         }
 
         /// The backward passes of a convolution whose groups have few channels (prefer_direct), over
-        /// the batch. For sample n and group g: bias(n, g) adds its bias-gradient row sums,
+        /// the batch. For sample n and group g: ahead(n, g) is told the (sample, group) the same
+        /// thread takes next, to fetch its planes early (a hint), bias(n, g) adds its bias-gradient row sums,
         /// weight(n, g, partial, budget) adds its weight gradient to the group's partial sums
         /// (partial_size elements, zero at first) and data(n, g, budget) computes its input
         /// gradient; finish(g, partial) turns the partial sums into the group's weight gradient.
@@ -803,11 +804,12 @@ namespace xconv
         /// are then read from memory once, in address order. Otherwise the three run separately,
         /// over groups (bias, weight) and over samples x groups (data). Either way a group's sums
         /// run over n in increasing order on one thread, so the results are the same.
-        template <class T, class Bias, class Weight, class Finish, class Data>
+        template <class T, class Ahead, class Bias, class Weight, class Finish, class Data>
         void direct_backward_batch(std::int64_t N,
                                    std::int64_t G,
                                    std::int64_t partial_size,
                                    bool want_weight,
+                                   Ahead&& ahead,
                                    Bias&& bias,
                                    Weight&& weight,
                                    Finish&& finish,
@@ -831,6 +833,14 @@ namespace xconv
                     {
                         for (std::int64_t g = g0; g < g1; ++g)
                         {
+                            if (g + 1 < g1)
+                            {
+                                ahead(n, g + 1);
+                            }
+                            else if (n + 1 < N)
+                            {
+                                ahead(n + 1, g0);
+                            }
                             bias(n, g);
                             weight(n, g, want_weight ? partial + (g - g0) * partial_size : nullptr, budget);
                             data(n, g, budget);
@@ -848,6 +858,10 @@ namespace xconv
                 T* partial = group_partials(1);
                 for (std::int64_t n = 0; n < N; ++n)
                 {
+                    if (n + 1 < N)
+                    {
+                        ahead(n + 1, g);
+                    }
                     bias(n, g);
                     weight(n, g, partial, budget);
                 }
