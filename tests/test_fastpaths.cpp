@@ -642,6 +642,24 @@ TEST_CASE("conv_transpose2d paths: depthwise, narrow, 1x1", "[fastpaths]")
     }
 }
 
+TEST_CASE("depthwise outputs over the streaming size are computed like small ones", "[fastpaths]")
+{
+    // Outputs (and input gradients) of at least 8 MiB are written with non-temporal stores, the
+    // forward pass a block of rows at a time. Widths that are not a whole number of vectors put the
+    // blocks' edges off the 64-byte lines; 3x3 and 5x5 run the AVX-512 kernels where built.
+    engine gen(611);
+    // N, Cin, Cout, H, W, kh, kw, sh, sw, ph, pw, dh, dw, groups
+    const conv_case c3{2, 16, 16, 263, 251, 3, 3, 1, 1, 1, 1, 1, 1, 16};
+    const conv_case c5{2, 8, 8, 260, 257, 5, 5, 1, 1, 2, 2, 1, 1, 8};
+    REQUIRE(xconv::detail::stream_output(std::size_t(c3.N * c3.Cout * c3.H * c3.W) * sizeof(float)));
+    REQUIRE(xconv::detail::stream_output(std::size_t(c5.N * c5.Cout * c5.H * c5.W) * sizeof(double)));
+    check_conv_case<float>(c3, gen, 1e-4);
+    check_conv_case<double>(c5, gen, 1e-10);
+    // the transposed layer's forward pass is the flipped kernel's correlation, streamed too
+    const transpose_case t{2, 16, 16, 263, 251, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1, 16};
+    check_transpose_case<float>(t, gen, 1e-4);
+}
+
 TEST_CASE("sub-pixel phases: strided backward-data and transposed forward without col2im", "[fastpaths]")
 {
     // Strides above 1 with more taps than phases and at least 16 plane channels: each phase of

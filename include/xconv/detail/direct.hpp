@@ -7,9 +7,10 @@
 //
 // Each channel plane is first staged, a band of rows at a time, into a zero-bordered copy q that
 // covers every pixel the windows read (and a vector's width more on the right), so the loops
-// below never test a bound; except for the AVX-512 3x3 / 5x5 stride-1 kernels of the correlation
-// (forward and backward-data), which read the plane's rows in place and make the border with
-// masked loads (direct_plane_rows). Then:
+// below never test a bound; except for the AVX-512 3x3 / 5x5 stride-1 kernels (forward,
+// backward-data and weight gradient), which read the plane's rows in place and make the border
+// with masked loads (direct_plane_rows: the masks of a vector column are worked out once for all
+// rows, and a row outside the plane is an empty mask, not a branch). Then:
 //   * 3x3 (and 5x5, 1x1) kernels with stride 1 and dilation 1: register-blocked vector kernels;
 //     forward keeps 4 output rows x 2 vectors of accumulators while each staged input row is
 //     loaded once per kernel column, backward-weights keeps one accumulator vector per tap. The
@@ -417,7 +418,7 @@ namespace xconv
                 }
             }
             /// dst[0 .. n) = src[0 .. n), src 64-byte aligned, with non-temporal stores for the
-            /// 64-byte aligned part of dst (then a store fence).
+            /// 64-byte aligned part of dst; the caller fences (_mm_sfence) once it has streamed all it will.
             static void stream_copy(const float* src, float* dst, std::int64_t n) noexcept
             {
                 std::int64_t head = static_cast<std::int64_t>((64 - reinterpret_cast<std::uintptr_t>(dst) % 64) % 64) / std::int64_t(sizeof(float));
@@ -433,7 +434,6 @@ namespace xconv
                     _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
                 }
                 std::copy(src + i, src + n, dst + i);
-                _mm_sfence();
             }
 
             static float sum(V v) noexcept
@@ -475,7 +475,7 @@ namespace xconv
                 }
             }
             /// dst[0 .. n) = src[0 .. n), src 64-byte aligned, with non-temporal stores for the
-            /// 64-byte aligned part of dst (then a store fence).
+            /// 64-byte aligned part of dst; the caller fences (_mm_sfence) once it has streamed all it will.
             static void stream_copy(const double* src, double* dst, std::int64_t n) noexcept
             {
                 std::int64_t head = static_cast<std::int64_t>((64 - reinterpret_cast<std::uintptr_t>(dst) % 64) % 64) / std::int64_t(sizeof(double));
@@ -491,7 +491,6 @@ namespace xconv
                     _mm512_stream_pd(dst + i, _mm512_loadu_pd(src + i));
                 }
                 std::copy(src + i, src + n, dst + i);
-                _mm_sfence();
             }
 
             static double sum(V v) noexcept
@@ -813,7 +812,10 @@ namespace xconv
 
         /// out [out_h, out_w] = start + correlation of plane src with the kernel wt (kh*kw values),
         /// start being out's values (init null) or *init, band by band of output rows through the
-        /// calling thread's staging buffer.
+        /// calling thread's staging buffer. `stream`: write out with non-temporal stores where the
+        /// kernels can; `interleave`: stream each block of direct_row_block rows as soon as it is
+        /// computed rather than each band (measured: the forward pass gains, backward-data, whose
+        /// streamed stores meet the weight gradient's loads, does not).
         template <class T>
         void direct_correlate(const direct_geometry& g,
                               const T* src,
@@ -821,7 +823,8 @@ namespace xconv
                               const T* init,
                               T* out,
                               std::size_t budget,
-                              bool stream = false)
+                              bool stream = false,
+                              bool interleave = false)
         {
             const std::int64_t band = direct_band<T>(g, budget);
             conv_workspace<T>& ws = conv_workspace<T>::local();
@@ -836,23 +839,34 @@ namespace xconv
                 if (g.fast() && ((g.kh == 3 && g.kw == 3) || (g.kh == 5 && g.kw == 5)))
                 {
                     // Read straight from the plane (masked loads make the border), no staging.
-                    // With `stream`, the band is computed in cache and written out with
-                    // non-temporal stores: the output is not read first (no read-for-ownership).
-                    const bool staged_out = stream && init != nullptr;
-                    T* dst = staged_out ? ws.band.get(static_cast<std::size_t>(rows * g.out_w)) : o;
                     const direct_plane_rows<T> plane_rows{src, g.src_h, g.src_w, oy0 - g.top, g.left};
-                    if (g.kh == 3)
+                    const auto plane = [&](T* dst, std::int64_t r0, std::int64_t n) {
+                        if (g.kh == 3)
+                        {
+                            direct_avx512_plane<T, 3, 3>(plane_rows.from(r0), wt, init, dst, n, g.out_w);
+                        }
+                        else
+                        {
+                            direct_avx512_plane<T, 5, 5>(plane_rows.from(r0), wt, init, dst, n, g.out_w);
+                        }
+                    };
+                    if (!(stream && init != nullptr))
                     {
-                        direct_avx512_plane<T, 3, 3>(plane_rows, wt, init, dst, rows, g.out_w);
+                        plane(o, 0, rows);
+                        continue;
                     }
-                    else
+                    // With `stream`, the rows are computed in cache and written out with
+                    // non-temporal stores: the output is not read first (no read-for-ownership).
+                    // Interleaved, the stores of one block drain while the next is computed.
+                    const std::int64_t chunk = interleave ? direct_row_block : rows;
+                    T* dst = ws.band.get(static_cast<std::size_t>(chunk * g.out_w));
+                    for (std::int64_t r0 = 0; r0 < rows; r0 += chunk)
                     {
-                        direct_avx512_plane<T, 5, 5>(plane_rows, wt, init, dst, rows, g.out_w);
+                        const std::int64_t n = std::min(chunk, rows - r0);
+                        plane(dst, r0, n);
+                        direct_avx512<T>::stream_copy(dst, o + r0 * g.out_w, n * g.out_w);
                     }
-                    if (staged_out)
-                    {
-                        direct_avx512<T>::stream_copy(dst, o, rows * g.out_w);
-                    }
+                    _mm_sfence();  // the streamed stores are visible before the call returns
                     continue;
                 }
 #endif
@@ -1054,7 +1068,7 @@ namespace xconv
                 for (std::int64_t cp = 0; cp < Cp; ++cp)
                 {
                     direct_correlate(g, plane + cp * P, W + (cg * Cp + cp) * taps, cp == 0 ? init : nullptr, grid + cg * L,
-                                     budget, stream && Cp == 1);
+                                     budget, stream && Cp == 1, true);
                 }
             }
         }
