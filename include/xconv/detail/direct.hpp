@@ -540,6 +540,7 @@ namespace xconv
             struct column
             {
                 typename direct_avx512<T>::M lo, hi;
+                typename direct_avx512<T>::M shift[5];  // the in-plane lanes of window j = 0 .. 4
                 std::intptr_t offset;
             };
 
@@ -553,7 +554,8 @@ namespace xconv
                     const std::int64_t b = std::clamp<std::int64_t>(width - (x0 + first), 0, A::lanes);
                     return static_cast<typename A::M>(A::mask(b) & ~A::mask(a));
                 };
-                return {lanes_in(0), lanes_in(A::lanes), static_cast<std::intptr_t>(x0) * static_cast<std::intptr_t>(sizeof(T))};
+                return {lanes_in(0), lanes_in(A::lanes), {lanes_in(0), lanes_in(1), lanes_in(2), lanes_in(3), lanes_in(4)},
+                        static_cast<std::intptr_t>(x0) * static_cast<std::intptr_t>(sizeof(T))};
             }
 
             template <int KW>
@@ -570,6 +572,24 @@ namespace xconv
                 // may lie before the row: only in-plane lanes are read
                 const T* p = reinterpret_cast<const T*>(reinterpret_cast<std::uintptr_t>(row) + static_cast<std::uintptr_t>(c.offset));
                 direct_avx512_windows<T>(A::load(lo, p), A::load(hi, p + A::lanes), s, std::make_integer_sequence<int, KW>{});
+            }
+
+            /// The same windows, each loaded on its own (unaligned) rather than shifted out of
+            /// two vectors: the loads take the load ports, not the vector pipes the FMAs need.
+            template <int KW>
+            XCONV_GEMM_ALWAYS_INLINE void loaded_windows(int t, const column& c, typename direct_avx512<T>::V* s) const noexcept
+            {
+                using A = direct_avx512<T>;
+                using M = typename A::M;
+                const std::int64_t y = y0 + t;
+                const bool in = static_cast<std::uint64_t>(y) < static_cast<std::uint64_t>(height);
+                const T* row = src + (in ? y : 0) * width;
+                const T* p = reinterpret_cast<const T*>(reinterpret_cast<std::uintptr_t>(row) + static_cast<std::uintptr_t>(c.offset));
+                XCONV_GEMM_UNROLL
+                for (int j = 0; j < KW; ++j)
+                {
+                    s[j] = A::load(in ? c.shift[j] : M(0), p + j);
+                }
             }
         };
 
@@ -598,7 +618,7 @@ namespace xconv
                 for (int t = 0; t < R + KH - 1; ++t)
                 {
                     V s[KW];
-                    src.template windows<KW>(t, column, s);
+                    src.template loaded_windows<KW>(t, column, s);
                     XCONV_GEMM_UNROLL
                     for (int i = 0; i < KH; ++i)
                     {
