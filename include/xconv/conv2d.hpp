@@ -151,7 +151,8 @@ namespace xconv
                 {
                     // A direct pass streams through memory: fetch the planes of a later group now
                     // (the groups of a sample follow each other in memory, and then the next sample).
-                    prefetch_span(x + (n * p.in_channels + (g + direct_prefetch_distance) * Cin_g) * in_plane, Cin_g * in_plane);
+                    const T* next = x + (n * p.in_channels + (g + direct_prefetch_distance) * Cin_g) * in_plane;
+                    direct_ahead().set(0, next, static_cast<std::size_t>(Cin_g * in_plane) * sizeof(T));
                 }
                 const T* src = conv2d_group_input(p, x, n, g, conv_workspace<T>::local().padded);
                 lowered_forward(p.win, taps, Cin_g, Cout_g, weight + g * Cout_g * K, src,
@@ -194,8 +195,8 @@ namespace xconv
                 direct_backward_batch<T>(
                     p.batch, p.groups, direct_wgrad_partial_size(p.win, Cin_g, Cout_g), gw != nullptr,
                     [&](std::int64_t n, std::int64_t g) {
-                        prefetch_span(grad_out + (n * p.out_channels + g * Cout_g) * L, Cout_g * L);
-                        prefetch_span(x + (n * p.in_channels + g * Cin_g) * in_plane, Cin_g * in_plane);
+                        direct_ahead().set(0, grad_out + (n * p.out_channels + g * Cout_g) * L, static_cast<std::size_t>(Cout_g * L) * sizeof(T));
+                        direct_ahead().set(1, x + (n * p.in_channels + g * Cin_g) * in_plane, static_cast<std::size_t>(Cin_g * in_plane) * sizeof(T));
                     },
                     [&](std::int64_t n, std::int64_t g) {
                         const T* gy = grad_out + (n * p.out_channels + g * Cout_g) * L;

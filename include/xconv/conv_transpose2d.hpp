@@ -111,8 +111,9 @@ namespace xconv
                 direct_backward_batch<T>(
                     p.batch, p.groups, direct_wgrad_partial_size(p.win, Cout_g, Cin_g), gw != nullptr,
                     [&](std::int64_t n, std::int64_t g) {
-                        prefetch_span(grad_out + (n * p.out_channels + g * Cout_g) * out_plane, Cout_g * out_plane);
-                        prefetch_span(x + (n * p.in_channels + g * Cin_g) * L, Cin_g * L);
+                        direct_ahead().set(0, grad_out + (n * p.out_channels + g * Cout_g) * out_plane,
+                                           static_cast<std::size_t>(Cout_g * out_plane) * sizeof(T));
+                        direct_ahead().set(1, x + (n * p.in_channels + g * Cin_g) * L, static_cast<std::size_t>(Cin_g * L) * sizeof(T));
                     },
                     [&](std::int64_t n, std::int64_t g) {
                         const T* gy = grad_out + (n * p.out_channels + g * Cout_g) * out_plane;

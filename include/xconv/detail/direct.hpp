@@ -45,21 +45,56 @@ namespace xconv
 {
     namespace detail
     {
-        /// Asks for the n values at p to be brought into the cache (a hint; no effect on results).
-        template <class T>
-        inline void prefetch_span(const T* p, std::int64_t n) noexcept
+        /// Memory to fetch into the cache a little at a time while a kernel runs (a hint): a
+        /// burst of prefetches of a whole plane stalls on the misses it has in flight.
+        struct prefetch_cursor
         {
-#if defined(__GNUC__) || defined(__clang__)
-            const char* b = reinterpret_cast<const char*>(p);
-            const auto bytes = static_cast<std::size_t>(n) * sizeof(T);
-            for (std::size_t o = 0; o < bytes; o += 64)
+            struct range
             {
-                __builtin_prefetch(b + o, 0, 2);
+                const char* p = nullptr;
+                const char* end = nullptr;
+                std::int64_t lines = 0;  // per step
+            };
+            range r[2];
+
+            /// Fetch [p, p + bytes) as range k (0 or 1), replacing what it had left.
+            void set(int k, const void* p, std::size_t bytes) noexcept
+            {
+                r[k].p = static_cast<const char*>(p);
+                r[k].end = r[k].p + bytes;
+                r[k].lines = 0;
             }
-#else
-            (void)p;
-            (void)n;
+
+            /// Spread what is left over `steps` calls of advance.
+            void spread(std::int64_t steps) noexcept
+            {
+                for (range& q : r)
+                {
+                    q.lines = q.p < q.end ? ((q.end - q.p) / 64 + steps) / std::max<std::int64_t>(steps, 1) : 0;
+                }
+            }
+
+            void advance() noexcept
+            {
+#if defined(__GNUC__) || defined(__clang__)
+                for (range& q : r)
+                {
+                    for (std::int64_t k = 0; k < q.lines && q.p < q.end; ++k, q.p += 64)
+                    {
+                        __builtin_prefetch(q.p, 0, 2);
+                    }
+                }
 #endif
+            }
+        };
+
+        /// The calling thread's cursor: a pass sets the planes of its next (sample, group) before
+        /// the kernels of this one, which spend it (the AVX-512 kernels a few lines per vector
+        /// column, the others all at once).
+        inline prefetch_cursor& direct_ahead() noexcept
+        {
+            static thread_local prefetch_cursor c;
+            return c;
         }
 
         /// How many groups ahead a direct forward pass prefetches its input planes.
@@ -523,6 +558,14 @@ namespace xconv
             direct_avx512_windows<T>(A::load(row), A::load(row + A::lanes), s, std::make_integer_sequence<int, KW>{});
         }
 
+        /// The vector columns x row blocks an AVX-512 kernel walks over `rows` rows.
+        template <class T>
+        std::int64_t direct_avx512_steps(std::int64_t rows, std::int64_t out_w) noexcept
+        {
+            const auto lanes = static_cast<std::int64_t>(direct_avx512<T>::lanes);
+            return (rows + direct_row_block - 1) / direct_row_block * ((out_w + lanes - 1) / lanes);
+        }
+
         /// The rows a stride-1 AVX-512 kernel reads, straight from the plane, the zero border made
         /// by masked loads (which do not touch the lanes they leave out): row t, column x is the
         /// plane pixel (y0 + t, x - left), 0 outside the plane. Saves staging a copy of every row.
@@ -531,8 +574,9 @@ namespace xconv
         {
             const T* src;
             std::int64_t height, width, y0, left;
+            prefetch_cursor* ahead = nullptr;
 
-            direct_plane_rows from(std::int64_t r) const noexcept { return {src, height, width, y0 + r, left}; }
+            direct_plane_rows from(std::int64_t r) const noexcept { return {src, height, width, y0 + r, left, ahead}; }
 
             /// A vector column of every row: the masks of the in-plane lanes of the two vectors
             /// lo:hi that start at output column ox, and the byte offset of lane 0 in a row. The
@@ -606,6 +650,10 @@ namespace xconv
             using V = typename A::V;
             for (std::int64_t ox = 0; ox < out_w; ox += A::lanes)
             {
+                if (src.ahead != nullptr)
+                {
+                    src.ahead->advance();
+                }
                 const auto m = A::mask(out_w - ox);
                 const auto column = src.at(ox);
                 V acc[R];
@@ -694,6 +742,10 @@ namespace xconv
             }
             for (std::int64_t ox = 0; ox < out_w; ox += A::lanes)
             {
+                if (src.ahead != nullptr)
+                {
+                    src.ahead->advance();
+                }
                 const auto m = A::mask(out_w - ox);
                 const auto column = src.at(ox);
                 V g[R];
@@ -850,6 +902,7 @@ namespace xconv
             conv_workspace<T>& ws = conv_workspace<T>::local();
             T* q = ws.stage.get(static_cast<std::size_t>(g.rows_for(0, band) * g.ld));
             (void)stream;  // only the AVX-512 kernels stream
+            (void)interleave;
             for (std::int64_t oy0 = 0; oy0 < g.out_h; oy0 += band)
             {
                 const std::int64_t oy1 = std::min(g.out_h, oy0 + band);
@@ -859,7 +912,10 @@ namespace xconv
                 if (g.fast() && ((g.kh == 3 && g.kw == 3) || (g.kh == 5 && g.kw == 5)))
                 {
                     // Read straight from the plane (masked loads make the border), no staging.
-                    const direct_plane_rows<T> plane_rows{src, g.src_h, g.src_w, oy0 - g.top, g.left};
+                    prefetch_cursor& ahead = direct_ahead();
+                    // what is left to fetch: over the row blocks x vector columns of this band
+                    ahead.spread(direct_avx512_steps<T>(rows, g.out_w));
+                    const direct_plane_rows<T> plane_rows{src, g.src_h, g.src_w, oy0 - g.top, g.left, &ahead};
                     const auto plane = [&](T* dst, std::int64_t r0, std::int64_t n) {
                         if (g.kh == 3)
                         {
@@ -890,6 +946,8 @@ namespace xconv
                     continue;
                 }
 #endif
+                direct_ahead().spread(1);
+                direct_ahead().advance();
                 stage_rows(src, g.src_h, g.src_w, g.top, g.left, oy0 * g.sh, g.rows_for(oy0, oy1), g.q_cols, g.ld, q);
                 if (g.fast() && g.kh == 3 && g.kw == 3)
                 {
@@ -969,7 +1027,9 @@ namespace xconv
                 {
                     acc[t] = A::load(partial + t * S);
                 }
-                const direct_plane_rows<T> plane_rows{src, g.src_h, g.src_w, -g.top, g.left};
+                prefetch_cursor& ahead = direct_ahead();
+                ahead.spread(direct_avx512_steps<T>(g.out_h, g.out_w));
+                const direct_plane_rows<T> plane_rows{src, g.src_h, g.src_w, -g.top, g.left, &ahead};
                 if (kind == direct_wgrad_kind::fixed3)
                 {
                     direct_avx512_wgrad<T, 3, 3>(plane_rows, grid, g.out_h, g.out_w, acc);
@@ -985,6 +1045,8 @@ namespace xconv
                 return;
             }
 #endif
+            direct_ahead().spread(1);
+            direct_ahead().advance();
             const std::int64_t band = direct_band<T>(g, budget);
             T* q = conv_workspace<T>::local().stage.get(static_cast<std::size_t>(g.rows_for(0, band) * g.ld));
 #if !defined(XCONV_DIRECT_AVX512)
