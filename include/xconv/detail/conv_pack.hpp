@@ -557,8 +557,104 @@ namespace xconv
         /// Packed A panels of cols(plane)^T (see gemm_pack.hpp for the layout): A(r, k) is row k of
         /// the columns at position l_offset + r. Each row k of the block is gathered into an
         /// L1-sized row of the calling thread's stage buffer, then dealt out to the mr-row panels.
-        /// Output widths below which im2col_t_a_packer gathers (AVX-512).
+        /// Output widths below which im2col_t_a_packer and im2col_tile gather (AVX-512).
         constexpr std::int64_t t_a_gather_width = 8;
+
+#if defined(__AVX512F__) && defined(__AVX512VL__) && !defined(XCONV_GEMM_NO_SIMD)
+        /// Rows of cols(plane) on the positions [l0, l0 + n) gathered 16 floats (8 doubles) at a
+        /// time from per-position offsets computed once, instead of run by run: for short runs
+        /// (narrow outputs). Batched: positions count win.blocks() per sample, sample s reading
+        /// the plane at offset s * plane_stride (zero: one sample).
+        template <class T>
+        struct im2col_gather
+        {
+            static constexpr std::int64_t VL = 64 / static_cast<std::int64_t>(sizeof(T));
+            const T* plane;
+            const window2d& w;
+            const conv_taps& taps;
+            std::int64_t n;
+            std::int32_t* pos_y;
+            std::int32_t* pos_x;
+            std::int32_t* pos_off;
+
+            /// Whether the offsets of rows [k0, k0 + kc) fit the 32-bit indices of a gather.
+            static bool applies(const window2d& w, const conv_taps& taps, std::int64_t samples, std::int64_t plane_stride,
+                                std::int64_t c0, std::int64_t kc) noexcept
+            {
+                return (std::is_same<T, float>::value || std::is_same<T, double>::value) && w.blocks_w < t_a_gather_width
+                       && (samples - 1) * std::max<std::int64_t>(plane_stride, 0) + (c0 + 1 + kc / w.taps()) * w.plane()
+                              < (std::int64_t(1) << 30)
+                       && w.height < (std::int64_t(1) << 30) && w.width < (std::int64_t(1) << 30)
+                       && tap_reach(taps, w) < (std::int64_t(1) << 29);
+            }
+
+            im2col_gather(const T* plane_, const window2d& w_, const conv_taps& taps_, std::int64_t l0, std::int64_t n_,
+                          std::int64_t plane_stride)
+                : plane(plane_), w(w_), taps(taps_), n(n_)
+            {
+                const std::size_t lanes_total = static_cast<std::size_t>((n + VL - 1) / VL * VL);
+                std::int32_t* pos = conv_index_buffer(3 * lanes_total);
+                pos_y = pos;
+                pos_x = pos + lanes_total;
+                pos_off = pos + 2 * lanes_total;
+                for (std::int64_t r = 0; r < n; ++r)
+                {
+                    const std::int64_t l = l0 + r;
+                    const std::int64_t sample = plane_stride != 0 ? l / w.blocks() : 0;
+                    const std::int64_t ll = l - sample * (plane_stride != 0 ? w.blocks() : 0);
+                    const std::int64_t oy = ll / w.blocks_w, ox = ll - oy * w.blocks_w;
+                    pos_y[r] = static_cast<std::int32_t>(oy * w.stride_h);
+                    pos_x[r] = static_cast<std::int32_t>(ox * w.stride_w);
+                    pos_off[r] = static_cast<std::int32_t>(sample * plane_stride + oy * w.stride_h * w.width + ox * w.stride_w);
+                }
+                for (std::int64_t r = n; r < static_cast<std::int64_t>(lanes_total); ++r)
+                {
+                    pos_y[r] = -(std::int32_t(1) << 30);  // outside the image whatever the tap: masked off
+                    pos_x[r] = 0;
+                    pos_off[r] = 0;
+                }
+            }
+
+            /// out[0 .. n) = row `at` of the columns; with `whole`, out has room for n rounded up
+            /// to whole vectors (the lanes past n get zeros), else nothing past n is written.
+            void row(const conv_tap_cursor& at, T* out, bool whole) const noexcept
+            {
+                const auto i = static_cast<std::size_t>(at.i), j = static_cast<std::size_t>(at.j);
+                const std::int64_t dy = taps.y_off[i], dx = taps.x_off[j];
+                const std::int64_t base = at.c * w.plane() + dy * w.width + dx;
+                for (std::int64_t r = 0; r < n; r += VL)
+                {
+                    const std::int64_t left = n - r;
+                    if constexpr (std::is_same<T, float>::value)
+                    {
+                        const __m512i y = _mm512_add_epi32(_mm512_loadu_si512(pos_y + r), _mm512_set1_epi32(static_cast<std::int32_t>(dy)));
+                        const __m512i x = _mm512_add_epi32(_mm512_loadu_si512(pos_x + r), _mm512_set1_epi32(static_cast<std::int32_t>(dx)));
+                        const __mmask16 inside = _mm512_cmplt_epu32_mask(y, _mm512_set1_epi32(static_cast<std::int32_t>(w.height)))
+                                                 & _mm512_cmplt_epu32_mask(x, _mm512_set1_epi32(static_cast<std::int32_t>(w.width)));
+                        const __m512i idx = _mm512_add_epi32(_mm512_loadu_si512(pos_off + r), _mm512_set1_epi32(static_cast<std::int32_t>(base)));
+                        const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), inside, idx, plane, 4);
+                        const __mmask16 keep = whole || left >= VL ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
+                        _mm512_mask_storeu_ps(out + r, keep, v);
+                    }
+                    else
+                    {
+                        const __m256i y = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pos_y + r)),
+                                                           _mm256_set1_epi32(static_cast<std::int32_t>(dy)));
+                        const __m256i x = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pos_x + r)),
+                                                           _mm256_set1_epi32(static_cast<std::int32_t>(dx)));
+                        const __mmask8 inside = _mm256_cmplt_epu32_mask(y, _mm256_set1_epi32(static_cast<std::int32_t>(w.height)))
+                                                & _mm256_cmplt_epu32_mask(x, _mm256_set1_epi32(static_cast<std::int32_t>(w.width)));
+                        const __m256i idx = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pos_off + r)),
+                                                             _mm256_set1_epi32(static_cast<std::int32_t>(base)));
+                        const __m512d v = _mm512_mask_i32gather_pd(_mm512_setzero_pd(), inside, idx, plane, 8);
+                        const __mmask8 keep = whole || left >= VL ? __mmask8(0xFF) : __mmask8((1u << left) - 1u);
+                        _mm512_mask_storeu_pd(out + r, keep, v);
+                    }
+                }
+            }
+        };
+#endif
+
         /// Rows of cols^T im2col_t_a_packer builds at a time (without gathers).
         constexpr std::size_t t_a_rows_per_block = 16;
 
@@ -596,74 +692,13 @@ namespace xconv
                 // Short runs (narrow images): each row is gathered 16 floats (8 doubles) at a time,
                 // from per-position offsets computed once, instead of run by run.
                 const std::int64_t samples = plane_stride != 0 ? (l0 + imc - 1) / w.blocks() + 1 : 1;
-                const bool gather = (std::is_same<T, float>::value || std::is_same<T, double>::value)
-                                    && w.blocks_w < t_a_gather_width
-                                    && (samples - 1) * std::max<std::int64_t>(plane_stride, 0) + (at.c + 1 + static_cast<std::int64_t>(kc) / w.taps()) * P
-                                           < (std::int64_t(1) << 30)
-                                    && w.height < (std::int64_t(1) << 30) && w.width < (std::int64_t(1) << 30)
-                                    && tap_reach(*taps, w) < (std::int64_t(1) << 29);
-                if (gather)
+                if (im2col_gather<T>::applies(w, *taps, samples, plane_stride, at.c, static_cast<std::int64_t>(kc)))
                 {
-                    constexpr std::int64_t VL = 64 / static_cast<std::int64_t>(sizeof(T));
-                    const std::size_t lanes_total = panels * MR + static_cast<std::size_t>(VL);
-                    std::int32_t* pos = conv_index_buffer(3 * lanes_total);
-                    std::int32_t* pos_y = pos;
-                    std::int32_t* pos_x = pos + lanes_total;
-                    std::int32_t* pos_off = pos + 2 * lanes_total;
-                    for (std::int64_t r = 0; r < imc; ++r)
-                    {
-                        const std::int64_t l = l0 + r;
-                        const std::int64_t sample = plane_stride != 0 ? l / w.blocks() : 0;
-                        const std::int64_t ll = l - sample * (plane_stride != 0 ? w.blocks() : 0);
-                        const std::int64_t oy = ll / w.blocks_w, ox = ll - oy * w.blocks_w;
-                        pos_y[r] = static_cast<std::int32_t>(oy * w.stride_h);
-                        pos_x[r] = static_cast<std::int32_t>(ox * w.stride_w);
-                        pos_off[r] = static_cast<std::int32_t>(sample * plane_stride + oy * w.stride_h * w.width + ox * w.stride_w);
-                    }
-                    for (std::int64_t r = imc; r < static_cast<std::int64_t>(lanes_total); ++r)
-                    {
-                        pos_y[r] = -(std::int32_t(1) << 30);  // outside the image whatever the tap: masked off
-                        pos_x[r] = 0;
-                        pos_off[r] = 0;
-                    }
+                    // rows of whole panels (row_len): the lanes past mc get zeros
+                    const im2col_gather<T> gather(plane, w, *taps, l0, imc, plane_stride);
                     for (std::size_t k = 0; k < kc; ++k, at.next(w))
                     {
-                        const auto i = static_cast<std::size_t>(at.i), j = static_cast<std::size_t>(at.j);
-                        const std::int64_t dy = taps->y_off[i], dx = taps->x_off[j];
-                        const std::int64_t base = at.c * P + dy * w.width + dx;
-                        if constexpr (std::is_same<T, float>::value)
-                        {
-                            const __m512i vdy = _mm512_set1_epi32(static_cast<std::int32_t>(dy));
-                            const __m512i vdx = _mm512_set1_epi32(static_cast<std::int32_t>(dx));
-                            const __m512i vh = _mm512_set1_epi32(static_cast<std::int32_t>(w.height));
-                            const __m512i vw = _mm512_set1_epi32(static_cast<std::int32_t>(w.width));
-                            const __m512i vbase = _mm512_set1_epi32(static_cast<std::int32_t>(base));
-                            for (std::int64_t r = 0; r < imc; r += 16)
-                            {
-                                const __m512i y = _mm512_add_epi32(_mm512_loadu_si512(pos_y + r), vdy);
-                                const __m512i x = _mm512_add_epi32(_mm512_loadu_si512(pos_x + r), vdx);
-                                const __mmask16 inside = _mm512_cmplt_epu32_mask(y, vh) & _mm512_cmplt_epu32_mask(x, vw);
-                                const __m512i idx = _mm512_add_epi32(_mm512_loadu_si512(pos_off + r), vbase);
-                                _mm512_storeu_ps(row + r, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), inside, idx, plane, 4));
-                            }
-                        }
-                        else
-                        {
-                            const __m256i vdy = _mm256_set1_epi32(static_cast<std::int32_t>(dy));
-                            const __m256i vdx = _mm256_set1_epi32(static_cast<std::int32_t>(dx));
-                            const __m256i vh = _mm256_set1_epi32(static_cast<std::int32_t>(w.height));
-                            const __m256i vw = _mm256_set1_epi32(static_cast<std::int32_t>(w.width));
-                            const __m256i vbase = _mm256_set1_epi32(static_cast<std::int32_t>(base));
-                            for (std::int64_t r = 0; r < imc; r += 8)
-                            {
-                                const __m256i y = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pos_y + r)), vdy);
-                                const __m256i x = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pos_x + r)), vdx);
-                                const __mmask8 inside = _mm256_cmplt_epu32_mask(y, vh) & _mm256_cmplt_epu32_mask(x, vw);
-                                const __m256i idx =
-                                    _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pos_off + r)), vbase);
-                                _mm512_storeu_pd(row + r, _mm512_mask_i32gather_pd(_mm512_setzero_pd(), inside, idx, plane, 8));
-                            }
-                        }
+                        gather.row(at, row, true);
                         T* d = dst + k * MR;
                         for (std::size_t p = 0; p < panels; ++p)
                         {
@@ -712,6 +747,18 @@ namespace xconv
                          T* dst,
                          std::int64_t ld) noexcept
         {
+#if defined(__AVX512F__) && defined(__AVX512VL__) && !defined(XCONV_GEMM_NO_SIMD)
+            conv_tap_cursor at(w, k_begin);
+            if (im2col_gather<T>::applies(w, taps, 1, 0, at.c, k_end - k_begin))
+            {
+                const im2col_gather<T> gather(plane, w, taps, l_begin, l_end - l_begin, 0);
+                for (std::int64_t k = k_begin; k < k_end; ++k, at.next(w))
+                {
+                    gather.row(at, dst + (k - k_begin) * ld, false);
+                }
+                return;
+            }
+#endif
             const std::size_t n_segs = split_positions(w, l_begin, l_end, segs);
             im2col_runs(plane, w, taps, k_begin, k_end - k_begin, segs, n_segs, dst, ld);
         }
