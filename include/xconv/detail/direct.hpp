@@ -368,10 +368,6 @@ namespace xconv
             using V = typename vec::type;
             constexpr auto L = static_cast<std::int64_t>(vec::lanes);
             V a[KH * KW];
-            for (int t = 0; t < KH * KW; ++t)
-            {
-                a[t] = acc[t];
-            }
             const auto step = [&](const V& g, const T* qrow) {
                 XCONV_GEMM_UNROLL
                 for (int i = 0; i < KH; ++i)
@@ -383,26 +379,37 @@ namespace xconv
                     }
                 }
             };
-            for (std::int64_t oy = 0; oy < rows; ++oy)
+            // Each block of direct_row_block rows is summed on its own, then added to acc: a long
+            // reduction (a whole batch of planes) in two levels loses far less to rounding than
+            // one running sum. (Bands start at multiples of the block: the same blocks whatever
+            // the band size.)
+            for (std::int64_t oy0 = 0; oy0 < rows; oy0 += direct_row_block)
             {
-                const T* g = grid + oy * out_w;
-                const T* qrow = q + oy * ld;
-                std::int64_t ox = 0;
-                for (; ox + L <= out_w; ox += L)
+                for (int t = 0; t < KH * KW; ++t)
                 {
-                    step(vec::load(g + ox), qrow + ox);
+                    a[t] = vec::zero();
                 }
-                if (ox < out_w)
+                for (std::int64_t oy = oy0; oy < std::min(rows, oy0 + direct_row_block); ++oy)
                 {
-                    alignas(64) T tmp[L];
-                    std::fill(tmp, tmp + L, T(0));
-                    std::copy(g + ox, g + out_w, tmp);
-                    step(vec::load(tmp), qrow + ox);
+                    const T* g = grid + oy * out_w;
+                    const T* qrow = q + oy * ld;
+                    std::int64_t ox = 0;
+                    for (; ox + L <= out_w; ox += L)
+                    {
+                        step(vec::load(g + ox), qrow + ox);
+                    }
+                    if (ox < out_w)
+                    {
+                        alignas(64) T tmp[L];
+                        std::fill(tmp, tmp + L, T(0));
+                        std::copy(g + ox, g + out_w, tmp);
+                        step(vec::load(tmp), qrow + ox);
+                    }
                 }
-            }
-            for (int t = 0; t < KH * KW; ++t)
-            {
-                acc[t] = a[t];
+                for (int t = 0; t < KH * KW; ++t)
+                {
+                    acc[t] = acc[t] + a[t];
+                }
             }
         }
 
@@ -417,11 +424,12 @@ namespace xconv
 #endif
         // ------------------------------------------------------------------ AVX-512 kernels
         //
-        // Unaligned loads of shifted windows cost a full load each (and two when they straddle a
-        // cache line): with AVX-512 the kernels instead load each staged row once per vector,
-        // aligned (q is 64-byte aligned and ld a whole number of vectors), and form the shifted
-        // windows j = 1, 2, ... from two neighbouring vectors with one valign each. Row tails use
-        // masked loads and stores.
+        // The AVX-512 kernels read the rows of the plane in place (direct_plane_rows), the zero
+        // border made by masked loads. The shifted windows j = 0, 1, ... of a row are either
+        // formed from two neighbouring vectors with one valign each (the weight gradient) or
+        // loaded each on its own, unaligned (the correlation: loads cost a load port, and two
+        // when they straddle a cache line, but leave the vector pipes to the FMAs; measured
+        // faster there). Row tails use masked loads and stores.
 
         template <class T>
         struct direct_avx512;
@@ -438,6 +446,7 @@ namespace xconv
             static void store(float* p, M m, V v) noexcept { _mm512_mask_storeu_ps(p, m, v); }
             static V set1(float v) noexcept { return _mm512_set1_ps(v); }
             static V zero() noexcept { return _mm512_setzero_ps(); }
+            static V add(V a, V b) noexcept { return _mm512_add_ps(a, b); }
             static V fma(V a, V b, V c) noexcept { return _mm512_fmadd_ps(a, b, c); }
             /// Lanes j .. j + 15 of the 32 lanes lo:hi.
             template <int J>
@@ -496,6 +505,7 @@ namespace xconv
             static void store(double* p, M m, V v) noexcept { _mm512_mask_storeu_pd(p, m, v); }
             static V set1(double v) noexcept { return _mm512_set1_pd(v); }
             static V zero() noexcept { return _mm512_setzero_pd(); }
+            static V add(V a, V b) noexcept { return _mm512_add_pd(a, b); }
             static V fma(V a, V b, V c) noexcept { return _mm512_fmadd_pd(a, b, c); }
             template <int J>
             static V window(V lo, V hi) noexcept
@@ -550,14 +560,6 @@ namespace xconv
             ((s[J] = direct_avx512<T>::template window<J>(lo, hi)), ...);
         }
 
-        /// The KW windows of staged row `row` at column ox (a multiple of the vector width).
-        template <class T, int KW>
-        XCONV_GEMM_ALWAYS_INLINE void direct_avx512_windows(const T* row, typename direct_avx512<T>::V* s) noexcept
-        {
-            using A = direct_avx512<T>;
-            direct_avx512_windows<T>(A::load(row), A::load(row + A::lanes), s, std::make_integer_sequence<int, KW>{});
-        }
-
         /// The vector columns x row blocks an AVX-512 kernel walks over `rows` rows.
         template <class T>
         std::int64_t direct_avx512_steps(std::int64_t rows, std::int64_t out_w) noexcept
@@ -602,37 +604,33 @@ namespace xconv
                         static_cast<std::intptr_t>(x0) * static_cast<std::intptr_t>(sizeof(T))};
             }
 
-            template <int KW>
+            /// The KW windows of row t at column c: shifted out of two vectors with valignd, or
+            /// (Loaded) each loaded on its own, unaligned, which leaves the vector pipes to the
+            /// FMAs (the correlation's choice; the weight gradient's kernel is faster with
+            /// valignd). A row outside the plane reads nothing (empty masks) rather than
+            /// branching, so that the accumulators of the caller stay in registers.
+            template <int KW, bool Loaded>
             XCONV_GEMM_ALWAYS_INLINE void windows(int t, const column& c, typename direct_avx512<T>::V* s) const noexcept
             {
                 using A = direct_avx512<T>;
                 using M = typename A::M;
-                // A row outside the plane reads nothing (empty masks): no branch, so that the
-                // accumulators of the caller stay in registers.
                 const std::int64_t y = y0 + t;
                 const bool in = static_cast<std::uint64_t>(y) < static_cast<std::uint64_t>(height);
-                const M lo = in ? c.lo : M(0), hi = in ? c.hi : M(0);
                 const T* row = src + (in ? y : 0) * width;
                 // may lie before the row: only in-plane lanes are read
                 const T* p = reinterpret_cast<const T*>(reinterpret_cast<std::uintptr_t>(row) + static_cast<std::uintptr_t>(c.offset));
-                direct_avx512_windows<T>(A::load(lo, p), A::load(hi, p + A::lanes), s, std::make_integer_sequence<int, KW>{});
-            }
-
-            /// The same windows, each loaded on its own (unaligned) rather than shifted out of
-            /// two vectors: the loads take the load ports, not the vector pipes the FMAs need.
-            template <int KW>
-            XCONV_GEMM_ALWAYS_INLINE void loaded_windows(int t, const column& c, typename direct_avx512<T>::V* s) const noexcept
-            {
-                using A = direct_avx512<T>;
-                using M = typename A::M;
-                const std::int64_t y = y0 + t;
-                const bool in = static_cast<std::uint64_t>(y) < static_cast<std::uint64_t>(height);
-                const T* row = src + (in ? y : 0) * width;
-                const T* p = reinterpret_cast<const T*>(reinterpret_cast<std::uintptr_t>(row) + static_cast<std::uintptr_t>(c.offset));
-                XCONV_GEMM_UNROLL
-                for (int j = 0; j < KW; ++j)
+                if constexpr (Loaded)
                 {
-                    s[j] = A::load(in ? c.shift[j] : M(0), p + j);
+                    XCONV_GEMM_UNROLL
+                    for (int j = 0; j < KW; ++j)
+                    {
+                        s[j] = A::load(in ? c.shift[j] : M(0), p + j);
+                    }
+                }
+                else
+                {
+                    const M lo = in ? c.lo : M(0), hi = in ? c.hi : M(0);
+                    direct_avx512_windows<T>(A::load(lo, p), A::load(hi, p + A::lanes), s, std::make_integer_sequence<int, KW>{});
                 }
             }
         };
@@ -666,7 +664,7 @@ namespace xconv
                 for (int t = 0; t < R + KH - 1; ++t)
                 {
                     V s[KW];
-                    src.template loaded_windows<KW>(t, column, s);
+                    src.template windows<KW, true>(t, column, s);
                     XCONV_GEMM_UNROLL
                     for (int i = 0; i < KH; ++i)
                     {
@@ -758,7 +756,7 @@ namespace xconv
                 for (int t = 0; t < R + KH - 1; ++t)
                 {
                     V s[KW];
-                    src.template windows<KW>(t, column, s);
+                    src.template windows<KW, false>(t, column, s);
                     XCONV_GEMM_UNROLL
                     for (int i = 0; i < KH; ++i)
                     {
@@ -1020,12 +1018,14 @@ namespace xconv
             if (kind != direct_wgrad_kind::generic)
             {
                 // Read straight from the plane (masked loads make the border), no staging.
+                // The plane's sums start from zero and are then added to the partial sums of the
+                // batch: two levels, which round far less over a long batch than one running sum.
                 using A = direct_avx512<T>;
                 const std::int64_t taps = g.kh * g.kw;
                 typename A::V acc[25];
                 for (std::int64_t t = 0; t < taps; ++t)
                 {
-                    acc[t] = A::load(partial + t * S);
+                    acc[t] = A::zero();
                 }
                 prefetch_cursor& ahead = direct_ahead();
                 ahead.spread(direct_avx512_steps<T>(g.out_h, g.out_w));
@@ -1040,7 +1040,7 @@ namespace xconv
                 }
                 for (std::int64_t t = 0; t < taps; ++t)
                 {
-                    A::store(partial + t * S, A::mask(A::lanes), acc[t]);
+                    A::store(partial + t * S, A::mask(A::lanes), A::add(A::load(partial + t * S), acc[t]));
                 }
                 return;
             }
