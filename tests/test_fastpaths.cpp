@@ -671,6 +671,31 @@ TEST_CASE("depthwise outputs over the streaming size are computed like small one
     check_transpose_case<float, double>(t, gen, 1e-4);
 }
 
+TEST_CASE("a prefetch range belongs to the call that set it", "[fastpaths]")
+{
+    // The direct kernels fetch the planes of the next (sample, group) a few lines at a time; what
+    // a call leaves unfetched must not be fetched by the next call's kernels.
+    std::vector<float> planes(4096);  // 16 KiB: 256 lines
+    xconv::detail::prefetch_cursor& ahead = xconv::detail::direct_ahead();
+    {
+        const xconv::detail::scratch_call call;
+        ahead.set(0, planes.data(), planes.size() * sizeof(float));
+        ahead.spread(4);
+        REQUIRE(ahead.pending() == 256);
+        ahead.advance();  // about a quarter of it
+        const std::int64_t left = ahead.pending();
+        CHECK(left > 0);
+        CHECK(left < 256);
+        ahead.spread(3);  // the next kernel of the same call goes on with the rest
+        CHECK(ahead.pending() == left);
+    }
+    {
+        const xconv::detail::scratch_call call;
+        ahead.spread(3);
+        CHECK(ahead.pending() == 0);
+    }
+}
+
 TEST_CASE("sub-pixel phases: strided backward-data and transposed forward without col2im", "[fastpaths]")
 {
     // Strides above 1 with more taps than phases and at least 16 plane channels: each phase of

@@ -46,7 +46,9 @@ namespace xconv
     namespace detail
     {
         /// Memory to fetch into the cache a little at a time while a kernel runs (a hint): a
-        /// burst of prefetches of a whole plane stalls on the misses it has in flight.
+        /// burst of prefetches of a whole plane stalls on the misses it has in flight. A range
+        /// belongs to the pass that set it (conv_scratch.hpp's epochs): what a pass leaves
+        /// unfetched, the kernels of a later call do not fetch.
         struct prefetch_cursor
         {
             struct range
@@ -54,6 +56,7 @@ namespace xconv
                 const char* p = nullptr;
                 const char* end = nullptr;
                 std::int64_t lines = 0;  // per step
+                std::uint64_t epoch = 0;
             };
             range r[2];
 
@@ -63,15 +66,32 @@ namespace xconv
                 r[k].p = static_cast<const char*>(p);
                 r[k].end = r[k].p + bytes;
                 r[k].lines = 0;
+                r[k].epoch = current_scratch_epoch();
             }
 
-            /// Spread what is left over `steps` calls of advance.
+            /// Spread what is left of the calling pass's ranges over `steps` calls of advance.
             void spread(std::int64_t steps) noexcept
             {
+                const std::uint64_t epoch = current_scratch_epoch();
                 for (range& q : r)
                 {
+                    if (q.epoch != epoch)
+                    {
+                        q.p = q.end;
+                    }
                     q.lines = q.p < q.end ? ((q.end - q.p) / 64 + steps) / std::max<std::int64_t>(steps, 1) : 0;
                 }
+            }
+
+            /// Lines still to fetch.
+            std::int64_t pending() const noexcept
+            {
+                std::int64_t n = 0;
+                for (const range& q : r)
+                {
+                    n += q.p < q.end ? (q.end - q.p + 63) / 64 : 0;
+                }
+                return n;
             }
 
             void advance() noexcept
