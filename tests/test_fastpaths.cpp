@@ -397,6 +397,44 @@ TEST_CASE("col2im_tile sums like the reference fold, bitwise the same for any ti
             INFO(c.text);
             bitwise_equal(results[v], results[0], "col2im_tile with another tiling");
         }
+
+        // Started by the first tile (col2im_start): the planes, garbage before, begin from the
+        // bias (or zero), bit for bit as when set beforehand.
+        const auto bias = random_tensor<float, 1>({std::size_t(c.C)}, gen);
+        for (const bool with_bias : {false, true})
+        {
+            const index_t tile = random_int(gen, 1, L);
+            xt::xtensor<float, 4> started({std::size_t(1), std::size_t(c.C), std::size_t(c.H), std::size_t(c.W)},
+                                          std::numeric_limits<float>::quiet_NaN());
+            xt::xtensor<float, 4> preset({std::size_t(1), std::size_t(c.C), std::size_t(c.H), std::size_t(c.W)});
+            for (index_t ch = 0; ch < c.C; ++ch)
+            {
+                std::fill(preset.data() + ch * c.H * c.W, preset.data() + (ch + 1) * c.H * c.W, with_bias ? bias(std::size_t(ch)) : 0.0f);
+            }
+            std::vector<float> buf(std::size_t(K * tile));
+            for (index_t l0 = 0; l0 < L; l0 += tile)
+            {
+                const index_t n = std::min(tile, L - l0);
+                for (index_t k = 0; k < K; ++k)
+                {
+                    for (index_t l = 0; l < n; ++l)
+                    {
+                        buf[std::size_t(k * n + l)] = cols3(0, std::size_t(k), std::size_t(l0 + l));
+                    }
+                }
+                const std::size_t n_segs = xconv::detail::split_positions(c.win, l0, l0 + n, segs.data());
+                xconv::detail::col2im_tile(buf.data(), n, index_t(1), c.win, taps, index_t(0), c.C, segs.data(), n_segs, started.data(),
+                                           false, xconv::detail::col2im_start<float>{l0 == 0, with_bias ? bias.data() : nullptr});
+                xconv::detail::col2im_tile(buf.data(), n, index_t(1), c.win, taps, index_t(0), c.C, segs.data(), n_segs, preset.data(),
+                                           false);
+            }
+            INFO(c.text << " tile " << tile << (with_bias ? " with bias" : " without bias"));
+            bitwise_equal(started, preset, "col2im_tile started by its first tile");
+            if (!with_bias)
+            {
+                bitwise_equal(started, results[0], "col2im_tile started from zero");
+            }
+        }
     }
 }
 

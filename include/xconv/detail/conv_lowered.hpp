@@ -394,9 +394,13 @@ namespace xconv
                 return;
             }
 
-            conv_parallel_for(Cp, parallel, [&](std::int64_t c) {
-                std::fill(plane + c * P, plane + (c + 1) * P, bias != nullptr ? bias[c] : T(0));
-            });
+            if (L == 0)
+            {
+                conv_parallel_for(Cp, parallel, [&](std::int64_t c) {
+                    std::fill(plane + c * P, plane + (c + 1) * P, bias != nullptr ? bias[c] : T(0));
+                });
+                return;
+            }
             // Tiles of Cb whole channels (Cb*taps rows) x Lt positions, small enough to stay in
             // cache between the GEMM that writes them and the col2im that reads them, and about
             // square when both are large: the GEMM packs its A block (the rows of W^T) and its B
@@ -458,8 +462,9 @@ namespace xconv
                                        strided_b_packer<T>{row_major(grid + l0, L)}, row_major(tile, n), false);
                     }
                     const std::size_t n_segs = split_positions(win, l0, l0 + n, segs);
+                    // the plane starts from the bias, set by the first tile of its channels
                     col2im_tile(tile, transposed_tile ? 1 : n, transposed_tile ? kn : 1, win, taps, c0, c1, segs, n_segs,
-                                plane, parallel);
+                                plane, parallel, col2im_start<T>{l0 == 0, bias});
                 }
             }
         }

@@ -763,19 +763,31 @@ namespace xconv
             im2col_runs(plane, w, taps, k_begin, k_end - k_begin, segs, n_segs, dst, ld);
         }
 
-        /// col2im on the positions of the runs segs (from split_positions) and the channels
-        /// [c_begin, c_end): adds element (k, t) of the tile, at tile[k * ks + t * ls] for row
-        /// k = (c - c_begin)*kh*kw + i*kw + j and the t-th position of the runs, onto the pixel of
-        /// plane c it was read from, in parallel over the channels when `parallel` is set.
-        ///
-        /// The taps of a channel are visited last to first, so that every pixel receives its
-        /// contributions in increasing order of position l: the sum is the same whatever the
-        /// tiling of the positions (and the channel split), bit for bit.
         /// col2im_tile's interleaved additions: largest stride, vector lanes.
         constexpr std::int64_t col2im_max_interleave_stride = 8;
         template <class T>
         constexpr std::int64_t col2im_lanes = 64 / static_cast<std::int64_t>(sizeof(T));
 
+        /// What col2im_tile does to a plane before adding: nothing (it holds the sums of earlier
+        /// tiles), or set it to each channel's bias (zero without one) first, the first time a
+        /// pass writes the channels: each channel is then set and summed in one go while it is in
+        /// cache, rather than all set in a pass of their own and read back from further away.
+        template <class T>
+        struct col2im_start
+        {
+            bool set = false;
+            const T* bias = nullptr;  // bias[c] for channel c, or zeros when null
+        };
+
+        /// col2im on the positions of the runs segs (from split_positions) and the channels
+        /// [c_begin, c_end): adds element (k, t) of the tile, at tile[k * ks + t * ls] for row
+        /// k = (c - c_begin)*kh*kw + i*kw + j and the t-th position of the runs, onto the pixel of
+        /// plane c it was read from, in parallel over the channels when `parallel` is set; first
+        /// sets the planes of the channels when start.set (see col2im_start).
+        ///
+        /// The taps of a channel are visited last to first, so that every pixel receives its
+        /// contributions in increasing order of position l: the sum is the same whatever the
+        /// tiling of the positions (and the channel split), bit for bit.
         template <class T>
         void col2im_tile(const T* tile,
                          std::int64_t ks,
@@ -787,7 +799,8 @@ namespace xconv
                          const conv_segment* segs,
                          std::size_t n_segs,
                          T* plane,
-                         bool parallel)
+                         bool parallel,
+                         col2im_start<T> start = {})
         {
             const std::int64_t P = w.plane(), sw = w.stride_w, kw = w.kernel_w, kh = w.kernel_h;
             // Stride 2 without dilation: taps j and j - 1 write alternate pixels of the same run,
@@ -804,7 +817,9 @@ namespace xconv
             constexpr std::int64_t VL = col2im_lanes<T>;
             // For a vector of the interleaved stream that starts at offset r (mod sw) of a stride
             // period: the lanes that receive a tap (phase_mask), those of tap j (tap_mask[r][j]),
-            // and the position of each lane's value relative to the vector's first (perm).
+            // and the position of each lane's value relative to the vector's first (perm), plus
+            // VL in the lanes of tap 1: a two-source permute then picks both taps of a 2-wide
+            // kernel at once, and the one-source permutes of wider kernels ignore that bit.
             std::uint32_t phase_mask[col2im_max_interleave_stride] = {};
             std::uint32_t tap_mask[col2im_max_interleave_stride][col2im_max_interleave_stride] = {};
             alignas(64) std::int32_t perm32[col2im_max_interleave_stride][16] = {};
@@ -816,8 +831,9 @@ namespace xconv
                     for (std::int64_t l = 0; l < VL; ++l)
                     {
                         const std::int64_t o = (r + l) % sw;
-                        perm32[r][l % 16] = static_cast<std::int32_t>((r + l) / sw);
-                        perm64[r][l % 8] = (r + l) / sw;
+                        const bool second = o == w.dil_w;  // lane of tap 1
+                        perm32[r][l % 16] = static_cast<std::int32_t>((r + l) / sw + (second ? 16 : 0));
+                        perm64[r][l % 8] = (r + l) / sw + (second ? 8 : 0);
                         if (o % w.dil_w == 0 && o / w.dil_w < kw)
                         {
                             phase_mask[r] |= std::uint32_t(1) << l;
@@ -843,6 +859,7 @@ namespace xconv
             // The positions of each run where every tap is inside the image (the same for every
             // channel and kernel row), computed once.
             std::vector<std::int64_t> run_range(interleave ? 2 * n_segs : 0);
+            const std::int64_t step_r = VL % sw, step_e = VL / sw;  // t0 += VL
             for (std::size_t s = 0; interleave && s < n_segs; ++s)
             {
                 std::int64_t a = segs[s].ox_begin, b = segs[s].ox_end;
@@ -859,6 +876,10 @@ namespace xconv
                 const std::int64_t c = c_begin + t / bands, band = t % bands;
                 const std::int64_t y_lo = w.height * band / bands, y_hi = w.height * (band + 1) / bands;
                 T* dst_plane = plane + c * P;
+                if (start.set)
+                {
+                    std::fill(dst_plane + y_lo * w.width, dst_plane + y_hi * w.width, start.bias != nullptr ? start.bias[c] : T(0));
+                }
                 for (std::int64_t i = kh - 1; i >= 0; --i)
                 {
                     const std::int64_t y_off = taps.y_off[static_cast<std::size_t>(i)];
@@ -923,20 +944,31 @@ namespace xconv
                             const std::int64_t span = (n - 1) * sw + (kw - 1) * w.dil_w + 1;
                             const T* v0 = row_taps + (sg.dst + a - sg.ox_begin);
                             T* d = dst_plane + y * w.width + a * sw + taps.x_off[0];
+                            // t0 = eb * sw + r0, stepped without dividing
+                            std::int64_t r0 = 0, eb = 0;
                             for (std::int64_t t0 = 0; t0 < span; t0 += VL)
                             {
-                                const std::int64_t r0 = t0 % sw, eb = t0 / sw;
                                 const std::uint32_t m =
                                     phase_mask[r0] & (span - t0 >= VL ? ~std::uint32_t(0) : (std::uint32_t(1) << (span - t0)) - 1u);
                                 if constexpr (std::is_same<T, float>::value)
                                 {
                                     const __m512i idx = _mm512_load_si512(perm32[r0]);
                                     const __mmask16 valid = lane_mask16(n - eb);
-                                    __m512 acc = _mm512_setzero_ps();
-                                    for (std::int64_t j = 0; j < kw; ++j)
+                                    __m512 acc;
+                                    if (kw == 2)
                                     {
-                                        const __m512 vj = _mm512_maskz_loadu_ps(valid, v0 + j * ks + eb);
-                                        acc = _mm512_mask_permutexvar_ps(acc, static_cast<__mmask16>(tap_mask[r0][j]), idx, vj);
+                                        acc = _mm512_maskz_permutex2var_ps(static_cast<__mmask16>(phase_mask[r0]),
+                                                                           _mm512_maskz_loadu_ps(valid, v0 + eb), idx,
+                                                                           _mm512_maskz_loadu_ps(valid, v0 + ks + eb));
+                                    }
+                                    else
+                                    {
+                                        acc = _mm512_setzero_ps();
+                                        for (std::int64_t j = 0; j < kw; ++j)
+                                        {
+                                            const __m512 vj = _mm512_maskz_loadu_ps(valid, v0 + j * ks + eb);
+                                            acc = _mm512_mask_permutexvar_ps(acc, static_cast<__mmask16>(tap_mask[r0][j]), idx, vj);
+                                        }
                                     }
                                     const __mmask16 k = static_cast<__mmask16>(m);
                                     _mm512_mask_storeu_ps(d + t0, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, d + t0), acc));
@@ -945,14 +977,31 @@ namespace xconv
                                 {
                                     const __m512i idx = _mm512_load_si512(perm64[r0]);
                                     const __mmask8 valid = lane_mask8(n - eb);
-                                    __m512d acc = _mm512_setzero_pd();
-                                    for (std::int64_t j = 0; j < kw; ++j)
+                                    __m512d acc;
+                                    if (kw == 2)
                                     {
-                                        const __m512d vj = _mm512_maskz_loadu_pd(valid, v0 + j * ks + eb);
-                                        acc = _mm512_mask_permutexvar_pd(acc, static_cast<__mmask8>(tap_mask[r0][j]), idx, vj);
+                                        acc = _mm512_maskz_permutex2var_pd(static_cast<__mmask8>(phase_mask[r0]),
+                                                                           _mm512_maskz_loadu_pd(valid, v0 + eb), idx,
+                                                                           _mm512_maskz_loadu_pd(valid, v0 + ks + eb));
+                                    }
+                                    else
+                                    {
+                                        acc = _mm512_setzero_pd();
+                                        for (std::int64_t j = 0; j < kw; ++j)
+                                        {
+                                            const __m512d vj = _mm512_maskz_loadu_pd(valid, v0 + j * ks + eb);
+                                            acc = _mm512_mask_permutexvar_pd(acc, static_cast<__mmask8>(tap_mask[r0][j]), idx, vj);
+                                        }
                                     }
                                     const __mmask8 k = static_cast<__mmask8>(m);
                                     _mm512_mask_storeu_pd(d + t0, k, _mm512_add_pd(_mm512_maskz_loadu_pd(k, d + t0), acc));
+                                }
+                                r0 += step_r;
+                                eb += step_e;
+                                if (r0 >= sw)
+                                {
+                                    r0 -= sw;
+                                    ++eb;
                                 }
                             }
                         }
