@@ -763,6 +763,51 @@ namespace xconv
             im2col_runs(plane, w, taps, k_begin, k_end - k_begin, segs, n_segs, dst, ld);
         }
 
+        /// Two runs of n values interleaved into 2n contiguous ones: d[2e] += a[e] and d[2e + 1]
+        /// += b[e] when `accumulate`, else d[2e] = a[e] + value and d[2e + 1] = b[e] + value (one
+        /// addition per element either way). With AVX-512, 16 (8) positions a time through two
+        /// two-source permutes and whole-vector stores.
+        template <class T>
+        void interleave_pairs(const T* a, const T* b, std::int64_t n, T* d, bool accumulate, T value) noexcept
+        {
+            std::int64_t e = 0;
+#if defined(__AVX512F__) && !defined(XCONV_GEMM_NO_SIMD)
+            if constexpr (std::is_same<T, float>::value)
+            {
+                const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+                const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+                const __m512 v = _mm512_set1_ps(value);
+                for (; e + 16 <= n; e += 16)
+                {
+                    const __m512 a0 = _mm512_loadu_ps(a + e), b0 = _mm512_loadu_ps(b + e);
+                    T* o = d + 2 * e;
+                    const __m512 x0 = _mm512_permutex2var_ps(a0, lo, b0), x1 = _mm512_permutex2var_ps(a0, hi, b0);
+                    _mm512_storeu_ps(o, accumulate ? _mm512_add_ps(_mm512_loadu_ps(o), x0) : _mm512_add_ps(x0, v));
+                    _mm512_storeu_ps(o + 16, accumulate ? _mm512_add_ps(_mm512_loadu_ps(o + 16), x1) : _mm512_add_ps(x1, v));
+                }
+            }
+            else if constexpr (std::is_same<T, double>::value)
+            {
+                const __m512i lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+                const __m512i hi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+                const __m512d v = _mm512_set1_pd(value);
+                for (; e + 8 <= n; e += 8)
+                {
+                    const __m512d a0 = _mm512_loadu_pd(a + e), b0 = _mm512_loadu_pd(b + e);
+                    T* o = d + 2 * e;
+                    const __m512d x0 = _mm512_permutex2var_pd(a0, lo, b0), x1 = _mm512_permutex2var_pd(a0, hi, b0);
+                    _mm512_storeu_pd(o, accumulate ? _mm512_add_pd(_mm512_loadu_pd(o), x0) : _mm512_add_pd(x0, v));
+                    _mm512_storeu_pd(o + 8, accumulate ? _mm512_add_pd(_mm512_loadu_pd(o + 8), x1) : _mm512_add_pd(x1, v));
+                }
+            }
+#endif
+            for (; e < n; ++e)
+            {
+                d[2 * e] = accumulate ? d[2 * e] + a[e] : a[e] + value;
+                d[2 * e + 1] = accumulate ? d[2 * e + 1] + b[e] : b[e] + value;
+            }
+        }
+
         /// col2im_tile's interleaved additions: largest stride, vector lanes.
         constexpr std::int64_t col2im_max_interleave_stride = 8;
         template <class T>
@@ -1038,43 +1083,9 @@ namespace xconv
                             if (b > a)
                             {
                                 // Tap j - 1 lands one pixel left of tap j: d[2e] from j - 1, d[2e + 1] from j.
-                                T* d = dst_plane + y * w.width + a * 2 + taps.x_off[js - 1];
-                                const T* v0 = row_taps + (j - 1) * ks + (sg.dst + a - sg.ox_begin);
-                                const T* v1 = row_taps + j * ks + (sg.dst + a - sg.ox_begin);
-                                const std::int64_t n = b - a;
-                                std::int64_t e = 0;
-#if defined(__AVX512F__) && !defined(XCONV_GEMM_NO_SIMD)
-                                if constexpr (std::is_same<T, float>::value)
-                                {
-                                    // 16 positions a time: the taps' values interleaved by two permutes.
-                                    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-                                    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-                                    for (; e + 16 <= n; e += 16)
-                                    {
-                                        const __m512 a0 = _mm512_loadu_ps(v0 + e), a1 = _mm512_loadu_ps(v1 + e);
-                                        T* o = d + 2 * e;
-                                        _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), _mm512_permutex2var_ps(a0, lo, a1)));
-                                        _mm512_storeu_ps(o + 16, _mm512_add_ps(_mm512_loadu_ps(o + 16), _mm512_permutex2var_ps(a0, hi, a1)));
-                                    }
-                                }
-                                else if constexpr (std::is_same<T, double>::value)
-                                {
-                                    const __m512i lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
-                                    const __m512i hi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
-                                    for (; e + 8 <= n; e += 8)
-                                    {
-                                        const __m512d a0 = _mm512_loadu_pd(v0 + e), a1 = _mm512_loadu_pd(v1 + e);
-                                        T* o = d + 2 * e;
-                                        _mm512_storeu_pd(o, _mm512_add_pd(_mm512_loadu_pd(o), _mm512_permutex2var_pd(a0, lo, a1)));
-                                        _mm512_storeu_pd(o + 8, _mm512_add_pd(_mm512_loadu_pd(o + 8), _mm512_permutex2var_pd(a0, hi, a1)));
-                                    }
-                                }
-#endif
-                                for (; e < n; ++e)
-                                {
-                                    d[2 * e] += v0[e];
-                                    d[2 * e + 1] += v1[e];
-                                }
+                                interleave_pairs(row_taps + (j - 1) * ks + (sg.dst + a - sg.ox_begin),
+                                                 row_taps + j * ks + (sg.dst + a - sg.ox_begin), b - a,
+                                                 dst_plane + y * w.width + a * 2 + taps.x_off[js - 1], true, T(0));
                             }
                         }
                         j -= pair ? 2 : 1;

@@ -438,6 +438,20 @@ namespace xconv
                         for (std::int64_t t = 0; t < n_rows; ++t)
                         {
                             T* d = plane + c * P + (ry + sh * (t0 + t)) * w.width;
+                            if (sw == 2 && tiles[0] != nullptr && tiles[1] != nullptr)
+                            {
+                                // Both column phases, interleaved with whole-vector stores: single
+                                // strided stores into new memory keep few line fills in flight.
+                                const std::int64_t U0 = pw.plan.xs[0].count, U1 = pw.plan.xs[1].count;
+                                const T* s0 = tiles[0] + (c * n_rows + t) * U0;
+                                const T* s1 = tiles[1] + (c * n_rows + t) * U1;
+                                interleave_pairs(s0, s1, U1, d, false, v);
+                                if (U0 > U1)
+                                {
+                                    d[2 * U1] = s0[U1] + v;
+                                }
+                                continue;
+                            }
                             for (std::size_t rx = 0; rx < n_x; ++rx)
                             {
                                 if (!pw.computes(index(rx)))
