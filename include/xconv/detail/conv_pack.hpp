@@ -35,6 +35,7 @@
 #include "conv_scratch.hpp"
 #include "gemm_traits.hpp"
 #include "gemm_view.hpp"
+#include "simd512.hpp"
 
 namespace xconv
 {
@@ -771,34 +772,17 @@ namespace xconv
         void interleave_pairs(const T* a, const T* b, std::int64_t n, T* d, bool accumulate, T value) noexcept
         {
             std::int64_t e = 0;
-#if defined(__AVX512F__) && !defined(XCONV_GEMM_NO_SIMD)
-            if constexpr (std::is_same<T, float>::value)
+#if defined(XCONV_HAS_SIMD512)
+            using S = simd512<T>;
+            const __m512i lo = S::interleave(false), hi = S::interleave(true);
+            const typename S::V v = S::set1(value);
+            for (; e + S::lanes <= n; e += S::lanes)
             {
-                const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-                const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-                const __m512 v = _mm512_set1_ps(value);
-                for (; e + 16 <= n; e += 16)
-                {
-                    const __m512 a0 = _mm512_loadu_ps(a + e), b0 = _mm512_loadu_ps(b + e);
-                    T* o = d + 2 * e;
-                    const __m512 x0 = _mm512_permutex2var_ps(a0, lo, b0), x1 = _mm512_permutex2var_ps(a0, hi, b0);
-                    _mm512_storeu_ps(o, accumulate ? _mm512_add_ps(_mm512_loadu_ps(o), x0) : _mm512_add_ps(x0, v));
-                    _mm512_storeu_ps(o + 16, accumulate ? _mm512_add_ps(_mm512_loadu_ps(o + 16), x1) : _mm512_add_ps(x1, v));
-                }
-            }
-            else if constexpr (std::is_same<T, double>::value)
-            {
-                const __m512i lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
-                const __m512i hi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
-                const __m512d v = _mm512_set1_pd(value);
-                for (; e + 8 <= n; e += 8)
-                {
-                    const __m512d a0 = _mm512_loadu_pd(a + e), b0 = _mm512_loadu_pd(b + e);
-                    T* o = d + 2 * e;
-                    const __m512d x0 = _mm512_permutex2var_pd(a0, lo, b0), x1 = _mm512_permutex2var_pd(a0, hi, b0);
-                    _mm512_storeu_pd(o, accumulate ? _mm512_add_pd(_mm512_loadu_pd(o), x0) : _mm512_add_pd(x0, v));
-                    _mm512_storeu_pd(o + 8, accumulate ? _mm512_add_pd(_mm512_loadu_pd(o + 8), x1) : _mm512_add_pd(x1, v));
-                }
+                const typename S::V a0 = S::loadu(a + e), b0 = S::loadu(b + e);
+                const typename S::V x0 = S::permute2(a0, lo, b0), x1 = S::permute2(a0, hi, b0);
+                T* o = d + 2 * e;
+                S::storeu(o, accumulate ? S::add(S::loadu(o), x0) : S::add(x0, v));
+                S::storeu(o + S::lanes, accumulate ? S::add(S::loadu(o + S::lanes), x1) : S::add(x1, v));
             }
 #endif
             for (; e < n; ++e)
@@ -867,8 +851,8 @@ namespace xconv
             // kernel at once, and the one-source permutes of wider kernels ignore that bit.
             std::uint32_t phase_mask[col2im_max_interleave_stride] = {};
             std::uint32_t tap_mask[col2im_max_interleave_stride][col2im_max_interleave_stride] = {};
-            alignas(64) std::int32_t perm32[col2im_max_interleave_stride][16] = {};
-            alignas(64) std::int64_t perm64[col2im_max_interleave_stride][8] = {};
+            using simd = simd512<T>;
+            alignas(64) typename simd::index perm[col2im_max_interleave_stride][VL] = {};
             if (interleave)
             {
                 for (std::int64_t r = 0; r < sw; ++r)
@@ -877,8 +861,7 @@ namespace xconv
                     {
                         const std::int64_t o = (r + l) % sw;
                         const bool second = o == w.dil_w;  // lane of tap 1
-                        perm32[r][l % 16] = static_cast<std::int32_t>((r + l) / sw + (second ? 16 : 0));
-                        perm64[r][l % 8] = (r + l) / sw + (second ? 8 : 0);
+                        perm[r][l] = static_cast<typename simd::index>((r + l) / sw + (second ? VL : 0));
                         if (o % w.dil_w == 0 && o / w.dil_w < kw)
                         {
                             phase_mask[r] |= std::uint32_t(1) << l;
@@ -995,52 +978,24 @@ namespace xconv
                             {
                                 const std::uint32_t m =
                                     phase_mask[r0] & (span - t0 >= VL ? ~std::uint32_t(0) : (std::uint32_t(1) << (span - t0)) - 1u);
-                                if constexpr (std::is_same<T, float>::value)
+                                const __m512i idx = _mm512_load_si512(perm[r0]);
+                                const typename simd::M valid = simd::mask(n - eb);
+                                typename simd::V acc;
+                                if (kw == 2)
                                 {
-                                    const __m512i idx = _mm512_load_si512(perm32[r0]);
-                                    const __mmask16 valid = lane_mask16(n - eb);
-                                    __m512 acc;
-                                    if (kw == 2)
-                                    {
-                                        acc = _mm512_maskz_permutex2var_ps(static_cast<__mmask16>(phase_mask[r0]),
-                                                                           _mm512_maskz_loadu_ps(valid, v0 + eb), idx,
-                                                                           _mm512_maskz_loadu_ps(valid, v0 + ks + eb));
-                                    }
-                                    else
-                                    {
-                                        acc = _mm512_setzero_ps();
-                                        for (std::int64_t j = 0; j < kw; ++j)
-                                        {
-                                            const __m512 vj = _mm512_maskz_loadu_ps(valid, v0 + j * ks + eb);
-                                            acc = _mm512_mask_permutexvar_ps(acc, static_cast<__mmask16>(tap_mask[r0][j]), idx, vj);
-                                        }
-                                    }
-                                    const __mmask16 k = static_cast<__mmask16>(m);
-                                    _mm512_mask_storeu_ps(d + t0, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, d + t0), acc));
+                                    acc = simd::permute2(static_cast<typename simd::M>(phase_mask[r0]), simd::load(valid, v0 + eb), idx,
+                                                         simd::load(valid, v0 + ks + eb));
                                 }
                                 else
                                 {
-                                    const __m512i idx = _mm512_load_si512(perm64[r0]);
-                                    const __mmask8 valid = lane_mask8(n - eb);
-                                    __m512d acc;
-                                    if (kw == 2)
+                                    acc = simd::zero();
+                                    for (std::int64_t j = 0; j < kw; ++j)
                                     {
-                                        acc = _mm512_maskz_permutex2var_pd(static_cast<__mmask8>(phase_mask[r0]),
-                                                                           _mm512_maskz_loadu_pd(valid, v0 + eb), idx,
-                                                                           _mm512_maskz_loadu_pd(valid, v0 + ks + eb));
+                                        acc = simd::permute(acc, static_cast<typename simd::M>(tap_mask[r0][j]), idx, simd::load(valid, v0 + j * ks + eb));
                                     }
-                                    else
-                                    {
-                                        acc = _mm512_setzero_pd();
-                                        for (std::int64_t j = 0; j < kw; ++j)
-                                        {
-                                            const __m512d vj = _mm512_maskz_loadu_pd(valid, v0 + j * ks + eb);
-                                            acc = _mm512_mask_permutexvar_pd(acc, static_cast<__mmask8>(tap_mask[r0][j]), idx, vj);
-                                        }
-                                    }
-                                    const __mmask8 k = static_cast<__mmask8>(m);
-                                    _mm512_mask_storeu_pd(d + t0, k, _mm512_add_pd(_mm512_maskz_loadu_pd(k, d + t0), acc));
                                 }
+                                const auto k = static_cast<typename simd::M>(m);
+                                simd::store(d + t0, k, simd::add(simd::load(k, d + t0), acc));
                                 r0 += step_r;
                                 eb += step_e;
                                 if (r0 >= sw)

@@ -39,6 +39,7 @@
 #include "../unfold.hpp"
 #include "conv_scratch.hpp"
 #include "gemm_kernel.hpp"
+#include "simd512.hpp"
 #include "gemm_traits.hpp"
 
 namespace xconv
@@ -433,7 +434,7 @@ namespace xconv
             }
         }
 
-#if defined(__AVX512F__) && !defined(XCONV_GEMM_NO_SIMD)
+#if defined(XCONV_HAS_SIMD512)
 #define XCONV_DIRECT_AVX512 1
 #if defined(__GNUC__) && !defined(__clang__)
         // GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself, which
@@ -455,19 +456,8 @@ namespace xconv
         struct direct_avx512;
 
         template <>
-        struct direct_avx512<float>
+        struct direct_avx512<float> : simd512<float>
         {
-            using V = __m512;
-            using M = __mmask16;
-            static constexpr std::int64_t lanes = 16;
-            static M mask(std::int64_t n) noexcept { return n >= lanes ? M(0xFFFF) : M((1u << n) - 1u); }
-            static V load(const float* p) noexcept { return _mm512_load_ps(p); }
-            static V load(M m, const float* p) noexcept { return _mm512_maskz_loadu_ps(m, p); }
-            static void store(float* p, M m, V v) noexcept { _mm512_mask_storeu_ps(p, m, v); }
-            static V set1(float v) noexcept { return _mm512_set1_ps(v); }
-            static V zero() noexcept { return _mm512_setzero_ps(); }
-            static V add(V a, V b) noexcept { return _mm512_add_ps(a, b); }
-            static V fma(V a, V b, V c) noexcept { return _mm512_fmadd_ps(a, b, c); }
             /// Lanes j .. j + 15 of the 32 lanes lo:hi.
             template <int J>
             static V window(V lo, V hi) noexcept
@@ -514,19 +504,8 @@ namespace xconv
         };
 
         template <>
-        struct direct_avx512<double>
+        struct direct_avx512<double> : simd512<double>
         {
-            using V = __m512d;
-            using M = __mmask8;
-            static constexpr std::int64_t lanes = 8;
-            static M mask(std::int64_t n) noexcept { return n >= lanes ? M(0xFF) : M((1u << n) - 1u); }
-            static V load(const double* p) noexcept { return _mm512_load_pd(p); }
-            static V load(M m, const double* p) noexcept { return _mm512_maskz_loadu_pd(m, p); }
-            static void store(double* p, M m, V v) noexcept { _mm512_mask_storeu_pd(p, m, v); }
-            static V set1(double v) noexcept { return _mm512_set1_pd(v); }
-            static V zero() noexcept { return _mm512_setzero_pd(); }
-            static V add(V a, V b) noexcept { return _mm512_add_pd(a, b); }
-            static V fma(V a, V b, V c) noexcept { return _mm512_fmadd_pd(a, b, c); }
             template <int J>
             static V window(V lo, V hi) noexcept
             {
