@@ -151,17 +151,10 @@ namespace xconv
             return n;
         }
 
-#if defined(__AVX512F__) && !defined(XCONV_GEMM_NO_SIMD)
-        /// The lowest min(max(n, 0), 16) (or 8) bits set.
-        inline __mmask16 lane_mask16(std::int64_t n) noexcept
-        {
-            return n <= 0 ? __mmask16(0) : n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
-        }
-
-        inline __mmask8 lane_mask8(std::int64_t n) noexcept
-        {
-            return n <= 0 ? __mmask8(0) : n >= 8 ? __mmask8(0xFF) : __mmask8((1u << n) - 1u);
-        }
+#if defined(XCONV_HAS_SIMD512)
+        /// The lowest min(max(n, 0), 16) (or 8) lanes.
+        inline __mmask16 lane_mask16(std::int64_t n) noexcept { return simd512<float>::mask(n); }
+        inline __mmask8 lane_mask8(std::int64_t n) noexcept { return simd512<double>::mask(n); }
 
         /// d[t] = s[t] for t < n; short runs (the rows of narrow images) in one masked vector
         /// operation per 16 floats (8 doubles) with AVX-512.
@@ -634,7 +627,7 @@ namespace xconv
                                                  & _mm512_cmplt_epu32_mask(x, _mm512_set1_epi32(static_cast<std::int32_t>(w.width)));
                         const __m512i idx = _mm512_add_epi32(_mm512_loadu_si512(pos_off + r), _mm512_set1_epi32(static_cast<std::int32_t>(base)));
                         const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), inside, idx, plane, 4);
-                        const __mmask16 keep = whole || left >= VL ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
+                        const __mmask16 keep = lane_mask16(whole ? VL : left);
                         _mm512_mask_storeu_ps(out + r, keep, v);
                     }
                     else
@@ -648,7 +641,7 @@ namespace xconv
                         const __m256i idx = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pos_off + r)),
                                                              _mm256_set1_epi32(static_cast<std::int32_t>(base)));
                         const __m512d v = _mm512_mask_i32gather_pd(_mm512_setzero_pd(), inside, idx, plane, 8);
-                        const __mmask8 keep = whole || left >= VL ? __mmask8(0xFF) : __mmask8((1u << left) - 1u);
+                        const __mmask8 keep = lane_mask8(whole ? VL : left);
                         _mm512_mask_storeu_pd(out + r, keep, v);
                     }
                 }
@@ -792,10 +785,8 @@ namespace xconv
             }
         }
 
-        /// col2im_tile's interleaved additions: largest stride, vector lanes.
+        /// col2im_tile's interleaved additions: largest stride.
         constexpr std::int64_t col2im_max_interleave_stride = 8;
-        template <class T>
-        constexpr std::int64_t col2im_lanes = 64 / static_cast<std::int64_t>(sizeof(T));
 
         /// What col2im_tile does to a plane before adding: nothing (it holds the sums of earlier
         /// tiles), or set it to each channel's bias (zero without one) first, the first time a
@@ -843,7 +834,8 @@ namespace xconv
             // exactly the contributions, in the same order, as tap by tap.
             const bool interleave = !pairs && ls == 1 && sw >= 3 && sw <= col2im_max_interleave_stride && kw >= 2
                                     && (kw - 1) * w.dil_w < sw && (std::is_same<T, float>::value || std::is_same<T, double>::value);
-            constexpr std::int64_t VL = col2im_lanes<T>;
+            using simd = simd512<T>;
+            constexpr std::int64_t VL = simd::lanes;
             // For a vector of the interleaved stream that starts at offset r (mod sw) of a stride
             // period: the lanes that receive a tap (phase_mask), those of tap j (tap_mask[r][j]),
             // and the position of each lane's value relative to the vector's first (perm), plus
@@ -851,7 +843,6 @@ namespace xconv
             // kernel at once, and the one-source permutes of wider kernels ignore that bit.
             std::uint32_t phase_mask[col2im_max_interleave_stride] = {};
             std::uint32_t tap_mask[col2im_max_interleave_stride][col2im_max_interleave_stride] = {};
-            using simd = simd512<T>;
             alignas(64) typename simd::index perm[col2im_max_interleave_stride][VL] = {};
             if (interleave)
             {

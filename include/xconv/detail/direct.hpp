@@ -39,8 +39,8 @@
 #include "../unfold.hpp"
 #include "conv_scratch.hpp"
 #include "gemm_kernel.hpp"
-#include "simd512.hpp"
 #include "gemm_traits.hpp"
+#include "simd512.hpp"
 
 namespace xconv
 {
