@@ -429,6 +429,15 @@ TEST_CASE("col2im_tile sums like the reference fold, bitwise the same for any ti
                                            false);
             }
             INFO(c.text << " tile " << tile << (with_bias ? " with bias" : " without bias"));
+            auto expected_started = expected;  // the reference fold, plus the bias
+            for (index_t ch = 0; with_bias && ch < c.C; ++ch)
+            {
+                for (index_t px = 0; px < c.H * c.W; ++px)
+                {
+                    expected_started.data()[ch * c.H * c.W + px] += bias(std::size_t(ch));
+                }
+            }
+            close(started, expected_started, 1e-5, c.text + " started by its first tile");
             bitwise_equal(started, preset, "col2im_tile started by its first tile");
             if (!with_bias)
             {
