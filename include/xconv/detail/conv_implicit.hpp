@@ -160,9 +160,10 @@ namespace xconv
         /// Stores the channels [j0, j1) of a tile of C^T (`rows` positions, ct[q * ldct + j]) into
         /// the grids [channels, L], adding bias[j] when there is a bias: row q is position
         /// q % per_sample of sample q / per_sample, whose positions start at out + sample *
-        /// grid_stride. 16 x 16 blocks go through an in-register transpose where the build has one.
+        /// grid_stride. 16 x 16 blocks go through an in-register transpose where the build has one,
+        /// which adds the bias on the way.
         template <class T>
-        void implicit_store(T* ct,
+        void implicit_store(const T* ct,
                             std::int64_t ldct,
                             std::int64_t rows,
                             std::int64_t per_sample,
@@ -173,17 +174,28 @@ namespace xconv
                             std::int64_t j0,
                             std::int64_t j1) noexcept
         {
-            if (bias != nullptr)
-            {
-                for (std::int64_t q = 0; q < rows; ++q)
+            // Channels [j, j_end) of the rows [q, q1), one channel after the other.
+            const auto scalar = [&](T* o, std::int64_t j, std::int64_t j_end, std::int64_t q, std::int64_t q1) {
+                for (; j < j_end; ++j)
                 {
-                    T* row = ct + q * ldct;
-                    for (std::int64_t j = j0; j < j1; ++j)
+                    T* dst = o + j * L;
+                    if (bias != nullptr)
                     {
-                        row[j] += bias[j];
+                        const T b = bias[j];
+                        for (std::int64_t r = q; r < q1; ++r)
+                        {
+                            dst[r] = ct[r * ldct + j] + b;
+                        }
+                    }
+                    else
+                    {
+                        for (std::int64_t r = q; r < q1; ++r)
+                        {
+                            dst[r] = ct[r * ldct + j];
+                        }
                     }
                 }
-            }
+            };
             constexpr auto S = static_cast<std::int64_t>(gemm_transpose_tile<T>::size);
             for (std::int64_t q0 = 0; q0 < rows; q0 += per_sample)
             {
@@ -197,24 +209,12 @@ namespace xconv
                         std::int64_t q = q0;
                         for (; q + S <= q1; q += S)
                         {
-                            gemm_transpose_tile<T>::run(ct + q * ldct + j, ldct, o + j * L + q, L);
+                            gemm_transpose_tile<T>::run(ct + q * ldct + j, ldct, o + j * L + q, L, bias != nullptr ? bias + j : nullptr);
                         }
-                        for (std::int64_t t = j; t < j + S; ++t)
-                        {
-                            for (std::int64_t r = q; r < q1; ++r)
-                            {
-                                o[t * L + r] = ct[r * ldct + t];
-                            }
-                        }
+                        scalar(o, j, j + S, q, q1);
                     }
                 }
-                for (; j < j1; ++j)
-                {
-                    for (std::int64_t r = q0; r < q1; ++r)
-                    {
-                        o[j * L + r] = ct[r * ldct + j];
-                    }
-                }
+                scalar(o, j, j1, q0, q1);
             }
         }
 

@@ -5,6 +5,10 @@
 // packed panel. Pure data movement, so which instruction set does it has no effect on results.
 // Provided for AVX-512 (16 x 16 float, 8 x 8 double) and AVX (8 x 8 float, 4 x 4 double); elsewhere,
 // or with XCONV_GEMM_NO_SIMD, `size` is 0 and the packers use their scalar loops.
+//
+// run(src, lds, dst, ldd, add) writes dst[t * ldd + r] = src[r * lds + t] + add[t] instead: one
+// value added per destination row (a convolution's bias per output channel), in the same
+// rounding as adding it afterwards.
 #ifndef XCONV_DETAIL_GEMM_TRANSPOSE_HPP
 #define XCONV_DETAIL_GEMM_TRANSPOSE_HPP
 
@@ -23,7 +27,7 @@ namespace xconv
         struct gemm_transpose_tile
         {
             static constexpr std::size_t size = 0;
-            static void run(const T*, std::ptrdiff_t, T*, std::ptrdiff_t) noexcept {}
+            static void run(const T*, std::ptrdiff_t, T*, std::ptrdiff_t, const T* = nullptr) noexcept {}
         };
 
 #if defined(XCONV_GEMM_HAS_TRANSPOSE) && defined(__GNUC__) && !defined(__clang__)
@@ -33,13 +37,34 @@ namespace xconv
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
+#if defined(XCONV_GEMM_HAS_TRANSPOSE)
+        /// Row t of a transposed tile, plus add[t] when add is not null.
+        inline void transpose_store_row(float* p, __m256 v, const float* add, int t) noexcept
+        {
+            _mm256_storeu_ps(p, add == nullptr ? v : _mm256_add_ps(v, _mm256_set1_ps(add[t])));
+        }
+        inline void transpose_store_row(double* p, __m256d v, const double* add, int t) noexcept
+        {
+            _mm256_storeu_pd(p, add == nullptr ? v : _mm256_add_pd(v, _mm256_set1_pd(add[t])));
+        }
+#if defined(__AVX512F__)
+        inline void transpose_store_row(float* p, __m512 v, const float* add, int t) noexcept
+        {
+            _mm512_storeu_ps(p, add == nullptr ? v : _mm512_add_ps(v, _mm512_set1_ps(add[t])));
+        }
+        inline void transpose_store_row(double* p, __m512d v, const double* add, int t) noexcept
+        {
+            _mm512_storeu_pd(p, add == nullptr ? v : _mm512_add_pd(v, _mm512_set1_pd(add[t])));
+        }
+#endif
+#endif
 #if defined(XCONV_GEMM_HAS_TRANSPOSE) && defined(__AVX512F__)
         template <>
         struct gemm_transpose_tile<float>
         {
             static constexpr std::size_t size = 16;
 
-            static void run(const float* src, std::ptrdiff_t lds, float* dst, std::ptrdiff_t ldd) noexcept
+            static void run(const float* src, std::ptrdiff_t lds, float* dst, std::ptrdiff_t ldd, const float* add = nullptr) noexcept
             {
                 __m512 t[16];
                 __m512 u[16];
@@ -70,10 +95,10 @@ namespace xconv
                     const __m512 s1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
                     const __m512 s2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
                     const __m512 s3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
-                    _mm512_storeu_ps(dst + (0 + c) * ldd, _mm512_shuffle_f32x4(s0, s2, 0x88));
-                    _mm512_storeu_ps(dst + (4 + c) * ldd, _mm512_shuffle_f32x4(s0, s2, 0xDD));
-                    _mm512_storeu_ps(dst + (8 + c) * ldd, _mm512_shuffle_f32x4(s1, s3, 0x88));
-                    _mm512_storeu_ps(dst + (12 + c) * ldd, _mm512_shuffle_f32x4(s1, s3, 0xDD));
+                    transpose_store_row(dst + (0 + c) * ldd, _mm512_shuffle_f32x4(s0, s2, 0x88), add, 0 + c);
+                    transpose_store_row(dst + (4 + c) * ldd, _mm512_shuffle_f32x4(s0, s2, 0xDD), add, 4 + c);
+                    transpose_store_row(dst + (8 + c) * ldd, _mm512_shuffle_f32x4(s1, s3, 0x88), add, 8 + c);
+                    transpose_store_row(dst + (12 + c) * ldd, _mm512_shuffle_f32x4(s1, s3, 0xDD), add, 12 + c);
                 }
             }
         };
@@ -83,7 +108,7 @@ namespace xconv
         {
             static constexpr std::size_t size = 8;
 
-            static void run(const double* src, std::ptrdiff_t lds, double* dst, std::ptrdiff_t ldd) noexcept
+            static void run(const double* src, std::ptrdiff_t lds, double* dst, std::ptrdiff_t ldd, const double* add = nullptr) noexcept
             {
                 // After the 64-bit interleave, 128-bit lane j of t[2 * g + c] holds column
                 // 2 * j + c of rows 2 * g, 2 * g + 1.
@@ -101,10 +126,10 @@ namespace xconv
                     const __m512d s1 = _mm512_shuffle_f64x2(t[c], t[2 + c], 0xEE);
                     const __m512d s2 = _mm512_shuffle_f64x2(t[4 + c], t[6 + c], 0x44);
                     const __m512d s3 = _mm512_shuffle_f64x2(t[4 + c], t[6 + c], 0xEE);
-                    _mm512_storeu_pd(dst + (0 + c) * ldd, _mm512_shuffle_f64x2(s0, s2, 0x88));
-                    _mm512_storeu_pd(dst + (2 + c) * ldd, _mm512_shuffle_f64x2(s0, s2, 0xDD));
-                    _mm512_storeu_pd(dst + (4 + c) * ldd, _mm512_shuffle_f64x2(s1, s3, 0x88));
-                    _mm512_storeu_pd(dst + (6 + c) * ldd, _mm512_shuffle_f64x2(s1, s3, 0xDD));
+                    transpose_store_row(dst + (0 + c) * ldd, _mm512_shuffle_f64x2(s0, s2, 0x88), add, 0 + c);
+                    transpose_store_row(dst + (2 + c) * ldd, _mm512_shuffle_f64x2(s0, s2, 0xDD), add, 2 + c);
+                    transpose_store_row(dst + (4 + c) * ldd, _mm512_shuffle_f64x2(s1, s3, 0x88), add, 4 + c);
+                    transpose_store_row(dst + (6 + c) * ldd, _mm512_shuffle_f64x2(s1, s3, 0xDD), add, 6 + c);
                 }
             }
         };
@@ -114,7 +139,7 @@ namespace xconv
         {
             static constexpr std::size_t size = 8;
 
-            static void run(const float* src, std::ptrdiff_t lds, float* dst, std::ptrdiff_t ldd) noexcept
+            static void run(const float* src, std::ptrdiff_t lds, float* dst, std::ptrdiff_t ldd, const float* add = nullptr) noexcept
             {
                 __m256 r[8];
                 for (int i = 0; i < 8; ++i)
@@ -140,8 +165,8 @@ namespace xconv
                 // Half j of u[4 * g + c] holds column 4 * j + c of rows 4 * g .. 4 * g + 3.
                 for (int c = 0; c < 4; ++c)
                 {
-                    _mm256_storeu_ps(dst + c * ldd, _mm256_permute2f128_ps(u[c], u[4 + c], 0x20));
-                    _mm256_storeu_ps(dst + (4 + c) * ldd, _mm256_permute2f128_ps(u[c], u[4 + c], 0x31));
+                    transpose_store_row(dst + c * ldd, _mm256_permute2f128_ps(u[c], u[4 + c], 0x20), add, c);
+                    transpose_store_row(dst + (4 + c) * ldd, _mm256_permute2f128_ps(u[c], u[4 + c], 0x31), add, 4 + c);
                 }
             }
         };
@@ -151,7 +176,7 @@ namespace xconv
         {
             static constexpr std::size_t size = 4;
 
-            static void run(const double* src, std::ptrdiff_t lds, double* dst, std::ptrdiff_t ldd) noexcept
+            static void run(const double* src, std::ptrdiff_t lds, double* dst, std::ptrdiff_t ldd, const double* add = nullptr) noexcept
             {
                 const __m256d r0 = _mm256_loadu_pd(src);
                 const __m256d r1 = _mm256_loadu_pd(src + lds);
@@ -162,10 +187,10 @@ namespace xconv
                 const __m256d t1 = _mm256_unpackhi_pd(r0, r1);
                 const __m256d t2 = _mm256_unpacklo_pd(r2, r3);
                 const __m256d t3 = _mm256_unpackhi_pd(r2, r3);
-                _mm256_storeu_pd(dst, _mm256_permute2f128_pd(t0, t2, 0x20));
-                _mm256_storeu_pd(dst + ldd, _mm256_permute2f128_pd(t1, t3, 0x20));
-                _mm256_storeu_pd(dst + 2 * ldd, _mm256_permute2f128_pd(t0, t2, 0x31));
-                _mm256_storeu_pd(dst + 3 * ldd, _mm256_permute2f128_pd(t1, t3, 0x31));
+                transpose_store_row(dst, _mm256_permute2f128_pd(t0, t2, 0x20), add, 0);
+                transpose_store_row(dst + ldd, _mm256_permute2f128_pd(t1, t3, 0x20), add, 1);
+                transpose_store_row(dst + 2 * ldd, _mm256_permute2f128_pd(t0, t2, 0x31), add, 2);
+                transpose_store_row(dst + 3 * ldd, _mm256_permute2f128_pd(t1, t3, 0x31), add, 3);
             }
         };
 #endif
