@@ -489,3 +489,62 @@ TEST_CASE("gemm: the epilogue sees every element of C exactly once, after its la
     CHECK(std::count(wrong_address.begin(), wrong_address.end(), 1) == 0);
     CHECK(std::count(visits.begin(), visits.end(), 1) == static_cast<std::ptrdiff_t>(M * N));
 }
+
+TEST_CASE("gemm: an operand packed whole in shares of panels is the operand packed at once", "[gemm]")
+{
+    // Sizes with partial panels and several depth and row/column blocks, shares of 1 to 9 parts
+    // (more parts than panels included). Each share is packed into a buffer filled with a
+    // sentinel: every element must be written by exactly one share, with the whole packing's value.
+    using T = float;
+    const float sentinel = -7.5f;
+    std::mt19937 rng(11);
+    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+    for (const auto& mk : {std::pair<std::size_t, std::size_t>{37, 900}, {5, 70}, {130, 385}})
+    {
+        const std::size_t M = mk.first, K = mk.second;
+        std::vector<T> a(M * K);
+        for (auto& v : a)
+        {
+            v = dist(rng);
+        }
+        const xconv::detail::strided_a_packer<T> pack_a{xconv::row_major<const T>(a.data(), static_cast<std::ptrdiff_t>(K))};
+        // The same matrix as a K x M operand B (its transpose).
+        const xconv::detail::strided_b_packer<T> pack_b{xconv::detail::gemm_transpose_view(xconv::row_major<const T>(a.data(), static_cast<std::ptrdiff_t>(K)))};
+        const std::size_t size_a = xconv::detail::prepacked_a_size<T>(M, K), size_b = xconv::detail::prepacked_b_size<T>(K, M);
+        std::vector<T> whole_a(size_a, sentinel), whole_b(size_b, sentinel);
+        xconv::detail::prepack_a<T>(pack_a, M, K, whole_a.data());
+        xconv::detail::prepack_b<T>(pack_b, K, M, whole_b.data());
+        for (std::size_t parts = 1; parts <= 9; ++parts)
+        {
+            CAPTURE(M, K, parts);
+            std::vector<T> shares_a(size_a, sentinel), shares_b(size_b, sentinel);
+            std::vector<int> writes_a(size_a, 0), writes_b(size_b, 0);
+            for (std::size_t part = 0; part < parts; ++part)
+            {
+                std::vector<T> one_a(size_a, sentinel), one_b(size_b, sentinel);
+                xconv::detail::prepack_a<T>(pack_a, M, K, one_a.data(), part, parts);
+                xconv::detail::prepack_b<T>(pack_b, K, M, one_b.data(), part, parts);
+                for (std::size_t i = 0; i < size_a; ++i)
+                {
+                    if (std::memcmp(&one_a[i], &sentinel, sizeof(T)) != 0)
+                    {
+                        ++writes_a[i];
+                        shares_a[i] = one_a[i];
+                    }
+                }
+                for (std::size_t i = 0; i < size_b; ++i)
+                {
+                    if (std::memcmp(&one_b[i], &sentinel, sizeof(T)) != 0)
+                    {
+                        ++writes_b[i];
+                        shares_b[i] = one_b[i];
+                    }
+                }
+            }
+            CHECK(std::count(writes_a.begin(), writes_a.end(), 1) == static_cast<std::ptrdiff_t>(size_a));
+            CHECK(std::count(writes_b.begin(), writes_b.end(), 1) == static_cast<std::ptrdiff_t>(size_b));
+            CHECK(std::memcmp(shares_a.data(), whole_a.data(), size_a * sizeof(T)) == 0);
+            CHECK(std::memcmp(shares_b.data(), whole_b.data(), size_b * sizeof(T)) == 0);
+        }
+    }
+}

@@ -45,6 +45,7 @@
 #include "aligned_buffer.hpp"
 #include "conv_pack.hpp"
 #include "conv_implicit.hpp"
+#include "conv_parallel.hpp"
 #include "conv_scratch.hpp"
 #include "direct.hpp"
 #include "gemm_driver.hpp"
@@ -141,8 +142,15 @@ namespace xconv
             return samples > 1 && reserve_call_scratch(bytes);
         }
 
+        /// Packed weights at least this large are packed by all the threads of the call, each a
+        /// share of the panels (smaller ones cost less than starting the threads).
+        inline constexpr std::size_t parallel_pack_bytes = std::size_t(512) << 10;
+
         /// The weights of G groups packed once for the call (packs_once), `per` elements a group:
-        /// pack(g, dst) writes group g's. Empty (data null) when they are not packed.
+        /// pack(g, part, parts, dst) writes the part-th of `parts` shares of group g's panels
+        /// (prepack_a / prepack_b's shares) into dst, the start of group g's. Large weights are
+        /// packed by the threads together (the same values: packing only moves them). Empty
+        /// (data null) when they are not packed.
         template <class T, class Pack>
         packed_weights<T> pack_weights_once(std::int64_t G, std::size_t per, std::int64_t samples, Pack&& pack)
         {
@@ -153,10 +161,12 @@ namespace xconv
                 return r;
             }
             T* dst = r.storage.get(per * static_cast<std::size_t>(G));
-            for (std::int64_t g = 0; g < G; ++g)
-            {
-                pack(g, dst + static_cast<std::size_t>(g) * per);
-            }
+            const std::int64_t threads = conv_threads();
+            const std::int64_t parts = threads > 1 && bytes >= parallel_pack_bytes ? 4 * threads : 1;
+            conv_parallel_for(G * parts, parts > 1, [&](std::int64_t t) {
+                const std::int64_t g = t / parts;
+                pack(g, static_cast<std::size_t>(t % parts), static_cast<std::size_t>(parts), dst + static_cast<std::size_t>(g) * per);
+            });
             r.data = dst;
             r.group_elements = per;
             r.bytes = bytes;
@@ -173,18 +183,18 @@ namespace xconv
             const std::size_t per = how == weight_operand::forward_a ? prepacked_a_size<T>(uCg, uK)
                                     : how == weight_operand::forward_batch_b ? prepacked_b_size<T>(uK, uCg)
                                                                              : prepacked_a_size<T>(uK, uCg);
-            return pack_weights_once<T>(G, per, samples, [&](std::int64_t g, T* d) {
+            return pack_weights_once<T>(G, per, samples, [&](std::int64_t g, std::size_t part, std::size_t parts, T* d) {
                 const T* Wg = W + g * Cg * K;
                 switch (how)
                 {
                     case weight_operand::forward_a:
-                        prepack_a<T>(strided_a_packer<T>{row_major(Wg, K)}, uCg, uK, d);
+                        prepack_a<T>(strided_a_packer<T>{row_major(Wg, K)}, uCg, uK, d, part, parts);
                         break;
                     case weight_operand::forward_batch_b:
-                        prepack_b<T>(strided_b_packer<T>{transposed(Wg, K)}, uK, uCg, d);
+                        prepack_b<T>(strided_b_packer<T>{transposed(Wg, K)}, uK, uCg, d, part, parts);
                         break;
                     case weight_operand::backward_data_a:
-                        prepack_a<T>(strided_a_packer<T>{transposed(Wg, K)}, uK, uCg, d);
+                        prepack_a<T>(strided_a_packer<T>{transposed(Wg, K)}, uK, uCg, d, part, parts);
                         break;
                 }
             });
@@ -634,9 +644,10 @@ namespace xconv
         {
             const auto uK = static_cast<std::size_t>(Cp * win.taps()), uCg = static_cast<std::size_t>(Cg);
             const std::int64_t L = win.blocks();
-            const packed_weights<T> whole = pack_weights_once<T>(G, prepacked_b_size<T>(uK, uCg), N, [&](std::int64_t g, T* d) {
-                prepack_b<T>(packer(g), uK, uCg, d);
-            });
+            const packed_weights<T> whole =
+                pack_weights_once<T>(G, prepacked_b_size<T>(uK, uCg), N, [&](std::int64_t g, std::size_t part, std::size_t parts, T* d) {
+                    prepack_b<T>(packer(g), uK, uCg, d, part, parts);
+                });
             // A weight too large to pack once for the call: block after block of grid channels,
             // each packed once for the call, so that the samples share the packing.
             const std::int64_t cols = whole.data == nullptr && N > 1 ? implicit_column_block<T>(uK, Cg, G, scratch_limit()) : Cg;
@@ -646,9 +657,10 @@ namespace xconv
                 const auto block_packer = [&](std::int64_t g) { return column_block_packer<decltype(packer(g))>{packer(g), static_cast<std::size_t>(j0)}; };
                 const packed_weights<T> block =
                     nc == Cg ? packed_weights<T>{}
-                             : pack_weights_once<T>(G, prepacked_b_size<T>(uK, static_cast<std::size_t>(nc)), N, [&](std::int64_t g, T* d) {
-                                   prepack_b<T>(block_packer(g), uK, static_cast<std::size_t>(nc), d);
-                               });
+                             : pack_weights_once<T>(G, prepacked_b_size<T>(uK, static_cast<std::size_t>(nc)), N,
+                                                    [&](std::int64_t g, std::size_t part, std::size_t parts, T* d) {
+                                                        prepack_b<T>(block_packer(g), uK, static_cast<std::size_t>(nc), d, part, parts);
+                                                    });
                 const packed_weights<T>& pw = nc == Cg ? whole : block;
                 for_each_sample_share<T>(G, N, pw.bytes, [&](std::int64_t g, std::int64_t n0, std::int64_t n1, std::size_t budget) {
                     implicit_forward(win, Cp, nc, block_packer(g), plane + n0 * plane_stride + g * Cp * win.plane(), plane_stride,

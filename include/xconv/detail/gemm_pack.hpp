@@ -305,34 +305,47 @@ namespace xconv
             return (N + NR - 1) / NR * NR * K;
         }
 
-        /// Packs all of A (M x K) with `pack` into dst (prepacked_a_size elements).
+        /// The first of `count` elements (a multiple of `step` and `step` apart) that part `part`
+        /// of `parts` takes: whole panels, as even a share as they allow.
+        inline std::size_t panel_share(std::size_t count, std::size_t step, std::size_t part, std::size_t parts) noexcept
+        {
+            const std::size_t panels = (count + step - 1) / step;
+            return std::min(count, panels * part / parts * step);
+        }
+
+        /// Packs all of A (M x K) with `pack` into dst (prepacked_a_size elements); or, given
+        /// part < parts, only the part-th of `parts` shares of its mr-row panels (the shares are
+        /// disjoint and together make the whole).
         template <class T, class Arch = gemm_arch, class PackA>
-        void prepack_a(const PackA& pack, std::size_t M, std::size_t K, T* dst)
+        void prepack_a(const PackA& pack, std::size_t M, std::size_t K, T* dst, std::size_t part = 0, std::size_t parts = 1)
         {
             using traits = gemm_traits<T, Arch>;
             const std::size_t Mpad = (M + traits::mr - 1) / traits::mr * traits::mr;
+            const std::size_t i_begin = panel_share(M, traits::mr, part, parts), i_end = panel_share(M, traits::mr, part + 1, parts);
             for (std::size_t pc = 0; pc < K; pc += traits::kc)
             {
                 const std::size_t kc = std::min(traits::kc, K - pc);
-                for (std::size_t ic = 0; ic < M; ic += traits::mc)
+                for (std::size_t ic = i_begin; ic < i_end; ic += traits::mc)
                 {
-                    pack(ic, std::min(traits::mc, M - ic), pc, kc, dst + pc * Mpad + ic * kc);
+                    pack(ic, std::min(traits::mc, i_end - ic), pc, kc, dst + pc * Mpad + ic * kc);
                 }
             }
         }
 
-        /// Packs all of B (K x N) with `pack` into dst (prepacked_b_size elements).
+        /// Packs all of B (K x N) with `pack` into dst (prepacked_b_size elements); or, given
+        /// part < parts, only the part-th of `parts` shares of its nr-column panels.
         template <class T, class Arch = gemm_arch, class PackB>
-        void prepack_b(const PackB& pack, std::size_t K, std::size_t N, T* dst)
+        void prepack_b(const PackB& pack, std::size_t K, std::size_t N, T* dst, std::size_t part = 0, std::size_t parts = 1)
         {
             using traits = gemm_traits<T, Arch>;
             const std::size_t Npad = (N + traits::nr - 1) / traits::nr * traits::nr;
+            const std::size_t j_begin = panel_share(N, traits::nr, part, parts), j_end = panel_share(N, traits::nr, part + 1, parts);
             for (std::size_t pc = 0; pc < K; pc += traits::kc)
             {
                 const std::size_t kc = std::min(traits::kc, K - pc);
-                for (std::size_t jc = 0; jc < N; jc += traits::nc)
+                for (std::size_t jc = j_begin; jc < j_end; jc += traits::nc)
                 {
-                    pack(pc, kc, jc, std::min(traits::nc, N - jc), dst + pc * Npad + jc * kc);
+                    pack(pc, kc, jc, std::min(traits::nc, j_end - jc), dst + pc * Npad + jc * kc);
                 }
             }
         }
