@@ -276,29 +276,31 @@ namespace xconv
             }
             T* dst = r.weights.storage.get(per * static_cast<std::size_t>(G));
             const std::int64_t taps = w.taps(), K = Cp * taps;
-            for (std::int64_t g = 0; g < G; ++g)
-            {
-                std::size_t index = 0;
-                for (const auto& y : r.plan.ys)
+            const auto n_phases = static_cast<std::int64_t>(r.plan.ys.size() * r.plan.xs.size());
+            // Share `part` of `parts` of group g's phase `index`; large weights are packed by all
+            // the threads, as in pack_weights_once.
+            const auto pack = [&](std::int64_t g, std::int64_t index, std::size_t part, std::size_t parts) {
+                const auto& y = r.plan.ys[static_cast<std::size_t>(index) / r.plan.xs.size()];
+                const auto& x = r.plan.xs[static_cast<std::size_t>(index) % r.plan.xs.size()];
+                const auto depth = static_cast<std::size_t>(r.computes(static_cast<std::size_t>(index)) ? Cg * y.taps * x.taps : 0);
+                T* d = dst + static_cast<std::size_t>(g) * per + r.offset[static_cast<std::size_t>(index)];
+                if (depth > 0 && r.implicit)
                 {
-                    for (const auto& x : r.plan.xs)
-                    {
-                        const auto depth = static_cast<std::size_t>(r.computes(index) ? Cg * y.taps * x.taps : 0);
-                        T* d = dst + static_cast<std::size_t>(g) * per + r.offset[index];
-                        if (depth > 0 && r.implicit)
-                        {
-                            prepack_b<T>(phase_weight_b_packer<T>{{W + g * Cg * K, K, taps, w.kernel_w, y, x}}, depth,
-                                         static_cast<std::size_t>(Cp), d);
-                        }
-                        else if (depth > 0)
-                        {
-                            prepack_a<T>(phase_weight_a_packer<T>{{W + g * Cg * K, K, taps, w.kernel_w, y, x}},
-                                         static_cast<std::size_t>(Cp), depth, d);
-                        }
-                        ++index;
-                    }
+                    prepack_b<T>(phase_weight_b_packer<T>{{W + g * Cg * K, K, taps, w.kernel_w, y, x}}, depth, static_cast<std::size_t>(Cp),
+                                 d, part, parts);
                 }
-            }
+                else if (depth > 0)
+                {
+                    prepack_a<T>(phase_weight_a_packer<T>{{W + g * Cg * K, K, taps, w.kernel_w, y, x}}, static_cast<std::size_t>(Cp), depth,
+                                 d, part, parts);
+                }
+            };
+            const std::int64_t threads = conv_threads();
+            const std::int64_t parts = threads > 1 && bytes >= parallel_pack_bytes ? 4 * threads : 1;
+            conv_parallel_for(G * n_phases * parts, parts > 1, [&](std::int64_t t) {
+                const std::int64_t gi = t / parts;
+                pack(gi / n_phases, gi % n_phases, static_cast<std::size_t>(t % parts), static_cast<std::size_t>(parts));
+            });
             r.weights.data = dst;
             r.weights.group_elements = per;
             r.weights.bytes = bytes;
