@@ -43,6 +43,7 @@
 #include "gemm_traits.hpp"
 #include "gemm_transpose.hpp"
 #include "gemm_view.hpp"
+#include "simd512.hpp"
 
 namespace xconv
 {
@@ -216,6 +217,48 @@ namespace xconv
                 }
                 scalar(o, j, j1, q0, q1);
             }
+        }
+
+        /// d[0, rs) = x_begin zeros, the x_end - x_begin elements at src, zeros: a row of a
+        /// zero-bordered copy. Rows of a few dozen elements are most of what the implicit GEMM
+        /// copies, so with AVX-512 each vector of the row is one load (masked at the borders, and
+        /// moved up to the left border's width by a permute) and one store, instead of three
+        /// library calls a row.
+        template <class T>
+        inline void bordered_row(T* d, std::int64_t rs, const T* src, std::int64_t x_begin, std::int64_t x_end) noexcept
+        {
+#if defined(XCONV_HAS_SIMD512)
+            using S = simd512<T>;
+            for (std::int64_t x0 = 0; x0 < rs; x0 += S::lanes)
+            {
+                const std::int64_t first = std::max(x_begin, x0);  // the first element of the row in this vector
+                const std::int64_t shift = first - x0;               // its lane
+                typename S::V v;
+                if (shift == 0 && x0 + S::lanes <= x_end)
+                {
+                    v = S::loadu(src + (x0 - x_begin));
+                }
+                else if (shift >= S::lanes || first >= x_end)
+                {
+                    v = S::zero();
+                }
+                else
+                {
+                    // x_end - first elements (at most the vector's) from src[first - x_begin], moved
+                    // up to lanes shift, shift + 1, ...
+                    v = S::load(S::mask(x_end - first), src + (first - x_begin));
+                    if (shift > 0)
+                    {
+                        v = S::shift_up(v, shift);
+                    }
+                }
+                S::store(d + x0, S::mask(rs - x0), v);
+            }
+#else
+            std::fill(d, d + x_begin, T(0));
+            std::copy(src, src + (x_end - x_begin), d + x_begin);
+            std::fill(d + x_end, d + rs, T(0));
+#endif
         }
 
         /// Bytes of the tile of C^T and the bordered rows it reads: they stay in a 1 MiB L2 cache
@@ -460,12 +503,9 @@ namespace xconv
                                 std::fill(d, d + rs, T(0));
                                 continue;
                             }
-                            const T* line = in + iy * win.width;
                             const std::int64_t x_begin = std::clamp<std::int64_t>(win.pad_left, 0, rs);
                             const std::int64_t x_end = std::clamp<std::int64_t>(win.pad_left + win.width, x_begin, rs);
-                            std::fill(d, d + x_begin, T(0));
-                            std::copy(line + (x_begin - win.pad_left), line + (x_end - win.pad_left), d + x_begin);
-                            std::fill(d + x_end, d + rs, T(0));
+                            bordered_row(d, rs, in + iy * win.width + (x_begin - win.pad_left), x_begin, x_end);
                         }
                     }
                 }

@@ -31,6 +31,13 @@ namespace xconv
             static M mask(std::int64_t n) noexcept { return n <= 0 ? M(0) : n >= lanes ? M(0xFFFF) : M((1u << n) - 1u); }
             static V load(const float* p) noexcept { return _mm512_load_ps(p); }
             static V load(M m, const float* p) noexcept { return _mm512_maskz_loadu_ps(m, p); }
+            /// Lane l + s holds lane l of v (0 < s < lanes), the lowest s lanes zero.
+            static V shift_up(V v, std::int64_t s) noexcept
+            {
+                const __m512i idx = _mm512_sub_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                     _mm512_set1_epi32(static_cast<int>(s)));
+                return _mm512_maskz_permutexvar_ps(static_cast<M>(~mask(s)), idx, v);
+            }
             static V loadu(const float* p) noexcept { return _mm512_loadu_ps(p); }
             static void store(float* p, M m, V v) noexcept { _mm512_mask_storeu_ps(p, m, v); }
             static void storeu(float* p, V v) noexcept { _mm512_storeu_ps(p, v); }
@@ -61,6 +68,11 @@ namespace xconv
             static M mask(std::int64_t n) noexcept { return n <= 0 ? M(0) : n >= lanes ? M(0xFF) : M((1u << n) - 1u); }
             static V load(const double* p) noexcept { return _mm512_load_pd(p); }
             static V load(M m, const double* p) noexcept { return _mm512_maskz_loadu_pd(m, p); }
+            static V shift_up(V v, std::int64_t s) noexcept
+            {
+                const __m512i idx = _mm512_sub_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7), _mm512_set1_epi64(s));
+                return _mm512_maskz_permutexvar_pd(static_cast<M>(~mask(s)), idx, v);
+            }
             static V loadu(const double* p) noexcept { return _mm512_loadu_pd(p); }
             static void store(double* p, M m, V v) noexcept { _mm512_mask_storeu_pd(p, m, v); }
             static void storeu(double* p, V v) noexcept { _mm512_storeu_pd(p, v); }
