@@ -477,13 +477,21 @@ namespace xconv
                             }
                         }
                     }
-                    for (std::int64_t q = 0; q < panels * static_cast<std::int64_t>(MR); ++q)
+                    // Position q is (sample s, band row oh, column ow), stepped without divisions.
+                    for (std::int64_t q = 0, s = 0, oh = 0, ow = 0; q < rows; ++q)
                     {
-                        const std::int64_t qq = q < rows ? q : 0;
-                        const std::int64_t s = qq / per_sample, l = qq - s * per_sample;
-                        const std::int64_t oh = l / bw, ow = l - oh * bw;
                         buf.base[q] = static_cast<std::ptrdiff_t>(s * ss + oh * win.stride_h * rs + ow * win.stride_w);
+                        if (++ow == bw)
+                        {
+                            ow = 0;
+                            if (++oh == oh1 - oh0)
+                            {
+                                oh = 0;
+                                ++s;
+                            }
+                        }
                     }
+                    std::fill(buf.base + rows, buf.base + panels * static_cast<std::int64_t>(MR), buf.base[0]);
                 }
                 if (geo.bordered)
                 {
