@@ -222,6 +222,8 @@ namespace
         {"transposed, deep backward-input (implicit GEMM)", true, 2, 64, 64, 6, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1},
         {"transposed by sub-pixel phases (implicit GEMM), one sample", true, 1, 16, 64, 7, 6, 4, 4, 2, 2, 1, 1, 1, 1, 1},
         {"input gradient by sub-pixel phases (implicit GEMM), stride 2", false, 3, 64, 16, 11, 10, 3, 3, 2, 2, 1, 1, 1, 1, 1},
+        {"implicit GEMM, a weight of 576 KiB packed once by all the threads", false, 2, 128, 128, 5, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+        {"transposed by sub-pixel phases, 1 MiB of phase weights packed by all the threads", true, 2, 128, 128, 5, 5, 4, 4, 2, 2, 1, 1, 1, 1, 1},
     };
 }  // namespace
 

@@ -146,6 +146,20 @@ namespace xconv
         /// share of the panels (smaller ones cost less than starting the threads).
         inline constexpr std::size_t parallel_pack_bytes = std::size_t(512) << 10;
 
+        /// Packs `units` pieces of a weight of `bytes` in all (groups, or groups x phases): calls
+        /// pack(unit, part, parts) for every unit and every one of its `parts` shares (prepack_a /
+        /// prepack_b's shares), over the threads when the weight is at least parallel_pack_bytes,
+        /// else once per unit with parts = 1.
+        template <class Pack>
+        void pack_in_shares(std::int64_t units, std::size_t bytes, Pack&& pack)
+        {
+            const std::int64_t threads = conv_threads();
+            const std::int64_t parts = threads > 1 && bytes >= parallel_pack_bytes ? 4 * threads : 1;
+            conv_parallel_for(units * parts, parts > 1, [&](std::int64_t t) {
+                pack(t / parts, static_cast<std::size_t>(t % parts), static_cast<std::size_t>(parts));
+            });
+        }
+
         /// The weights of G groups packed once for the call (packs_once), `per` elements a group:
         /// pack(g, part, parts, dst) writes the part-th of `parts` shares of group g's panels
         /// (prepack_a / prepack_b's shares) into dst, the start of group g's. Large weights are
@@ -161,11 +175,8 @@ namespace xconv
                 return r;
             }
             T* dst = r.storage.get(per * static_cast<std::size_t>(G));
-            const std::int64_t threads = conv_threads();
-            const std::int64_t parts = threads > 1 && bytes >= parallel_pack_bytes ? 4 * threads : 1;
-            conv_parallel_for(G * parts, parts > 1, [&](std::int64_t t) {
-                const std::int64_t g = t / parts;
-                pack(g, static_cast<std::size_t>(t % parts), static_cast<std::size_t>(parts), dst + static_cast<std::size_t>(g) * per);
+            pack_in_shares(G, bytes, [&](std::int64_t g, std::size_t part, std::size_t parts) {
+                pack(g, part, parts, dst + static_cast<std::size_t>(g) * per);
             });
             r.data = dst;
             r.group_elements = per;

@@ -277,8 +277,7 @@ namespace xconv
             T* dst = r.weights.storage.get(per * static_cast<std::size_t>(G));
             const std::int64_t taps = w.taps(), K = Cp * taps;
             const auto n_phases = static_cast<std::int64_t>(r.plan.ys.size() * r.plan.xs.size());
-            // Share `part` of `parts` of group g's phase `index`; large weights are packed by all
-            // the threads, as in pack_weights_once.
+            // Share `part` of `parts` of group g's phase `index` (pack_in_shares).
             const auto pack = [&](std::int64_t g, std::int64_t index, std::size_t part, std::size_t parts) {
                 const auto& y = r.plan.ys[static_cast<std::size_t>(index) / r.plan.xs.size()];
                 const auto& x = r.plan.xs[static_cast<std::size_t>(index) % r.plan.xs.size()];
@@ -295,11 +294,8 @@ namespace xconv
                                  d, part, parts);
                 }
             };
-            const std::int64_t threads = conv_threads();
-            const std::int64_t parts = threads > 1 && bytes >= parallel_pack_bytes ? 4 * threads : 1;
-            conv_parallel_for(G * n_phases * parts, parts > 1, [&](std::int64_t t) {
-                const std::int64_t gi = t / parts;
-                pack(gi / n_phases, gi % n_phases, static_cast<std::size_t>(t % parts), static_cast<std::size_t>(parts));
+            pack_in_shares(G * n_phases, bytes, [&](std::int64_t unit, std::size_t part, std::size_t parts) {
+                pack(unit / n_phases, unit % n_phases, part, parts);
             });
             r.weights.data = dst;
             r.weights.group_elements = per;
