@@ -2,6 +2,7 @@
 //
 //   bench_conv <suite.txt> [--dtype float|double] [--pass forward|forward_backward]
 //              [--reps N] [--only NAME] [--scratch BYTES] [--memory 1]
+//   bench_conv --peak float|double
 //
 // Prints one line per shape: name, pass, dtype, threads, median seconds, GFLOP/s (forward FLOPs;
 // a forward+backward pass is counted as three times the forward work). Threads: OMP_NUM_THREADS
@@ -12,6 +13,11 @@
 // output, output gradient, the three gradients), the scratch limit and the most bytes xconv's
 // scratch buffers held at once, to compare with the peak resident memory that
 // `/usr/bin/time -v` reports.
+//
+// --peak: no convolution; every thread runs a loop of independent fused multiply-adds on the
+// vectors of the GEMM's instruction set (the FMA ceiling), and one line gives the GFLOP/s of all
+// the threads together: "fma_peak <dtype> <threads> <GFLOP/s>". compare_torch.py measures it in
+// every round, so that the share of the ceiling is taken against the machine as it ran then.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -110,6 +116,70 @@ namespace
         std::fflush(stdout);
     }
 
+    /// GFLOP/s of one thread's loop of independent fmas (12 accumulators: more than the fma
+    /// units' latency times their number on the machines measured), the best of three tries of
+    /// about 0.1 s each.
+    template <class T>
+    double fma_peak_one_thread()
+    {
+        using vec = xconv::detail::gemm_vec<T, xconv::detail::gemm_arch>;
+        using V = typename vec::type;
+        constexpr int n_acc = 12;
+        const long iterations = 4000000;
+        double best = 0;
+        for (int attempt = 0; attempt < 3; ++attempt)
+        {
+            V acc[n_acc];
+            for (int i = 0; i < n_acc; ++i)
+            {
+                acc[i] = vec::broadcast(T(1) + T(i) / T(64));
+            }
+            const V m = vec::broadcast(T(0.999)), c = vec::broadcast(T(0.001));  // stays near 1
+            const auto t0 = std::chrono::steady_clock::now();
+            for (long it = 0; it < iterations; ++it)
+            {
+                for (int i = 0; i < n_acc; ++i)
+                {
+                    acc[i] = vec::fma(acc[i], m, c);
+                }
+            }
+            const auto t1 = std::chrono::steady_clock::now();
+            T lanes[vec::lanes];
+            T sum = 0;
+            for (int i = 0; i < n_acc; ++i)
+            {
+                vec::store(lanes, acc[i]);
+                sum += lanes[0];
+            }
+            if (sum == T(-1))
+            {
+                std::printf("unreachable\n");
+            }
+            const double s = std::chrono::duration<double>(t1 - t0).count();
+            best = std::max(best, 2.0 * double(iterations) * n_acc * double(vec::lanes) / s * 1e-9);
+        }
+        return best;
+    }
+
+    /// The FMA ceiling of all the threads, run at once.
+    template <class T>
+    double fma_peak(int threads)
+    {
+        std::vector<double> per_thread(static_cast<std::size_t>(threads), 0.0);
+#ifdef XCONV_USE_OPENMP
+#pragma omp parallel num_threads(threads)
+        per_thread[static_cast<std::size_t>(omp_get_thread_num())] = fma_peak_one_thread<T>();
+#else
+        per_thread[0] = fma_peak_one_thread<T>();
+#endif
+        double total = 0;
+        for (const double g : per_thread)
+        {
+            total += g;
+        }
+        return total;
+    }
+
     template <class T>
     void run(const shape_row& r, bool backward, int reps, int threads, const char* dtype)
     {
@@ -185,10 +255,22 @@ namespace
 
 int main(int argc, char** argv)
 {
+    int threads = 1;
+#ifdef XCONV_USE_OPENMP
+    threads = omp_get_max_threads();
+#endif
+    if (argc == 3 && std::string(argv[1]) == "--peak")
+    {
+        const std::string dtype = argv[2];
+        const double g = dtype == "double" ? fma_peak<double>(threads) : fma_peak<float>(threads);
+        std::printf("fma_peak %s %d %.2f\n", dtype == "double" ? "double" : "float", threads, g);
+        return 0;
+    }
     if (argc < 2)
     {
         std::cerr << "usage: bench_conv <suite.txt> [--dtype float|double] [--pass forward|forward_backward] "
-                     "[--reps N] [--only NAME] [--scratch BYTES] [--memory 1]\n";
+                     "[--reps N] [--only NAME] [--scratch BYTES] [--memory 1]\n"
+                     "       bench_conv --peak float|double\n";
         return 2;
     }
     std::string dtype = "float", pass = "forward", only;
@@ -219,10 +301,6 @@ int main(int argc, char** argv)
         block = std::malloc(std::size_t(31) << 20);
         std::free(block);
     }
-    int threads = 1;
-#ifdef XCONV_USE_OPENMP
-    threads = omp_get_max_threads();
-#endif
     const bool backward = pass == "forward_backward";
     for (const auto& r : read_suite(argv[1]))
     {

@@ -25,7 +25,10 @@ fault per 4 KiB, which dominates the memory-bound shapes).
 
 GFLOP/s count a multiply-add as 2 flops and the forward work once; forward+backward counts it
 three times (input, weight and bias gradients: two products of the forward's size, plus the
-forward itself). The FMA ceiling is the machine's peak for the thread count (see --ceiling).
+forward itself). The FMA ceiling is the machine's peak for the thread count: measured in each
+round (`bench_conv --peak`: every thread runs a loop of independent fmas at once) and taken as
+the median over the rounds, as the times are, since on a shared machine the peak itself moves
+from minute to minute; --ceiling gives fixed per-core figures instead.
 """
 import argparse
 import math
@@ -35,9 +38,6 @@ import subprocess
 import sys
 import time
 
-# Peak fused multiply-add throughput of one core, GFLOP/s (AMD EPYC Zen 4 at about 3.6 GHz:
-# 32 fp32 / 16 fp64 flops per cycle); override with --ceiling.
-FMA_CEILING_PER_CORE = {"float": 116.0, "double": 58.0}
 
 
 def read_suite(path):
@@ -127,6 +127,16 @@ def xconv_time(bench, suite, name, dtype, passname, reps, threads):
     raise RuntimeError(f"bench_conv printed no line for {name}")
 
 
+def fma_peak(bench, dtype, threads):
+    """The FMA ceiling of `threads` threads now, GFLOP/s (bench_conv --peak)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    out = subprocess.run([bench, "--peak", dtype], env=env, check=True, capture_output=True, text=True).stdout
+    p = out.split()
+    if len(p) != 4 or p[0] != "fma_peak":
+        raise RuntimeError(f"bench_conv --peak printed {out!r}")
+    return float(p[3])
+
+
 def loadavg():
     try:
         return os.getloadavg()[0]
@@ -143,7 +153,11 @@ def run_table(args, suite, dtype, passname, threads):
     t_xconv = {r["name"]: [] for r in suite}
     load_before = loadavg()
     cpu_per_wall = 0.0
+    peaks = []
     for _ in range(args.rounds):
+        if dtype not in args.ceiling:
+            time.sleep(0.5 if threads > 1 else 0.05)
+            peaks.append(fma_peak(args.bench, dtype, threads))
         for r in suite:
             name = r["name"]
             t_torch[name].append(cases[name].time(args.reps))
@@ -154,7 +168,7 @@ def run_table(args, suite, dtype, passname, threads):
             t_xconv[name].append(xconv_time(args.bench, args.suite, name, dtype, passname, args.reps, threads))
     load_after = loadavg()
     mult = 3.0 if passname == "forward_backward" else 1.0
-    ceiling = args.ceiling.get(dtype, FMA_CEILING_PER_CORE[dtype]) * threads
+    ceiling = args.ceiling[dtype] * threads if dtype in args.ceiling else statistics.median(peaks)
     rows = []
     for r in suite:
         name = r["name"]
@@ -165,7 +179,7 @@ def run_table(args, suite, dtype, passname, threads):
                          xconv_ms=xt * 1e3, torch_gflops=work / tt * 1e-9, xconv_gflops=work / xt * 1e-9,
                          ceiling_gflops=ceiling, ratio=tt / xt))
     geo = math.exp(sum(math.log(x["ratio"]) for x in rows) / len(rows))
-    return rows, geo, load_before, load_after, cpu_per_wall
+    return rows, geo, load_before, load_after, cpu_per_wall, peaks
 
 
 def markdown(rows, geo, title):
@@ -191,7 +205,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median over them is reported")
     ap.add_argument("--reps", type=int, default=5, help="timed calls per round and side (median)")
     ap.add_argument("--only", help="comma-separated shape names")
-    ap.add_argument("--ceiling", default="", help="per-core FMA ceilings, e.g. float=116,double=58")
+    ap.add_argument("--ceiling", default="", help="fixed per-core FMA ceilings instead of measuring them, "
+                    "e.g. float=116,double=58")
     ap.add_argument("--markdown", help="append the tables as markdown to this file")
     ap.add_argument("--csv", help="append one line per shape and table to this CSV file")
     args = ap.parse_args()
@@ -233,12 +248,18 @@ def main():
     for threads in thread_counts:
         for dtype in args.dtype.split(","):
             for passname in args.passname.split(","):
-                rows, geo, l0, l1, cpu_wall = run_table(args, suite, dtype, passname, threads)
+                rows, geo, l0, l1, cpu_wall, peaks = run_table(args, suite, dtype, passname, threads)
                 label = "forward" if passname == "forward" else "forward+backward"
                 title = f"{dtype}, {label}, {threads} thread{'s' if threads > 1 else ''}"
                 text = markdown(rows, geo, title)
                 text += (f"\nload average {l0:.2f} before, {l1:.2f} after; {args.rounds} rounds x {args.reps} reps; "
                          f"PyTorch's CPU time / wall time at most {cpu_wall:.2f}\n")
+                if peaks:
+                    text += (f"FMA ceiling of {threads} thread{'s' if threads > 1 else ''} measured in the rounds: "
+                             f"median {statistics.median(peaks):.1f} GFLOP/s (lowest {min(peaks):.1f}, "
+                             f"highest {max(peaks):.1f})\n")
+                else:
+                    text += f"FMA ceiling as given: {rows[0]['ceiling_gflops']:.1f} GFLOP/s\n"
                 print(text, flush=True)
                 if args.markdown:
                     with open(args.markdown, "a") as f:
