@@ -305,10 +305,7 @@ namespace xconv
                         {
                             d[k * NR + j] = w[static_cast<std::int64_t>(j) * taps];
                         }
-                        for (std::size_t j = n; j < NR; ++j)
-                        {
-                            d[k * NR + j] = T(0);
-                        }
+                        gemm_pack_zero_tail<T, NR>(d + k * NR, n);
                     }
                 }
             }

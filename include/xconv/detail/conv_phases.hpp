@@ -37,6 +37,7 @@
 #include "conv_pack.hpp"
 #include "conv_scratch.hpp"
 #include "direct.hpp"
+#include "gemm_pack.hpp"
 
 namespace xconv
 {
@@ -137,15 +138,11 @@ namespace xconv
                 const std::int64_t ch = kk / per_channel, ab = kk - ch * per_channel;
                 const std::int64_t a = ab / x.taps, b = ab - a * x.taps;
                 const T* src = channels + ch * K + y.tap(a) * kw + x.tap(b);
-                std::size_t r = 0;
-                for (; r < count; ++r)
+                for (std::size_t r = 0; r < count; ++r)
                 {
                     dst[r] = src[static_cast<std::int64_t>(r) * taps];
                 }
-                for (; r < P; ++r)
-                {
-                    dst[r] = T(0);
-                }
+                gemm_pack_zero_tail<T, P>(dst, count);
             }
         }
 
