@@ -17,6 +17,9 @@
 #if defined(XCONV_USE_OPENMP)
 #include <omp.h>
 #endif
+#if defined(__SSE__) || defined(_M_X64)
+#include <xmmintrin.h>
+#endif
 
 namespace xconv
 {
@@ -39,6 +42,29 @@ namespace xconv
             return threads > 1 && tasks >= threads && (tasks % threads == 0 || tasks >= 4 * threads);
         }
 
+        /// Whether the calling thread has written memory with non-temporal (streaming) stores since
+        /// it last fenced. Such stores are weakly ordered: a kernel that streams sets this, and
+        /// each thread of a pass fences once when its share is done (conv_parallel_for), rather
+        /// than after every plane, which would wait for each plane's stores to drain before
+        /// computing the next.
+        inline bool& streamed_stores_pending() noexcept
+        {
+            static thread_local bool pending = false;
+            return pending;
+        }
+
+        /// Makes the calling thread's streamed stores visible to every thread (sfence), if any.
+        inline void fence_streamed_stores() noexcept
+        {
+            if (streamed_stores_pending())
+            {
+#if defined(__SSE__) || defined(_M_X64)
+                _mm_sfence();
+#endif
+                streamed_stores_pending() = false;
+            }
+        }
+
         /// Calls f(t) for t in [0, n), over the threads when `parallel` is set. The pieces are
         /// handed out one at a time to whichever thread is free (dynamic schedule): a piece's
         /// result does not depend on the thread that computes it, and on a busy machine a thread
@@ -50,11 +76,15 @@ namespace xconv
             if (parallel && n > 1)
             {
                 const std::uint64_t epoch = current_scratch_epoch();
-#pragma omp parallel for schedule(dynamic, 1)
-                for (std::int64_t t = 0; t < n; ++t)
+#pragma omp parallel
                 {
-                    join_scratch_epoch(epoch);
-                    f(t);
+#pragma omp for schedule(dynamic, 1) nowait
+                    for (std::int64_t t = 0; t < n; ++t)
+                    {
+                        join_scratch_epoch(epoch);
+                        f(t);
+                    }
+                    fence_streamed_stores();
                 }
                 return;
             }
@@ -65,6 +95,7 @@ namespace xconv
             {
                 f(t);
             }
+            fence_streamed_stores();
         }
     }  // namespace detail
 }  // namespace xconv

@@ -37,6 +37,7 @@
 
 #include "../options.hpp"
 #include "../unfold.hpp"
+#include "conv_parallel.hpp"
 #include "conv_scratch.hpp"
 #include "gemm_kernel.hpp"
 #include "gemm_traits.hpp"
@@ -472,7 +473,7 @@ namespace xconv
                 }
             }
             /// dst[0 .. n) = src[0 .. n), src 64-byte aligned, with non-temporal stores for the
-            /// 64-byte aligned part of dst; the caller fences (_mm_sfence) once it has streamed all it will.
+            /// 64-byte aligned part of dst; the caller sets streamed_stores_pending (conv_parallel.hpp).
             static void stream_copy(const float* src, float* dst, std::int64_t n) noexcept
             {
                 std::int64_t head = static_cast<std::int64_t>((64 - reinterpret_cast<std::uintptr_t>(dst) % 64) % 64) / std::int64_t(sizeof(float));
@@ -519,7 +520,7 @@ namespace xconv
                 }
             }
             /// dst[0 .. n) = src[0 .. n), src 64-byte aligned, with non-temporal stores for the
-            /// 64-byte aligned part of dst; the caller fences (_mm_sfence) once it has streamed all it will.
+            /// 64-byte aligned part of dst; the caller sets streamed_stores_pending (conv_parallel.hpp).
             static void stream_copy(const double* src, double* dst, std::int64_t n) noexcept
             {
                 std::int64_t head = static_cast<std::int64_t>((64 - reinterpret_cast<std::uintptr_t>(dst) % 64) % 64) / std::int64_t(sizeof(double));
@@ -939,7 +940,7 @@ namespace xconv
                         plane(dst, r0, n);
                         direct_avx512<T>::stream_copy(dst, o + r0 * g.out_w, n * g.out_w);
                     }
-                    _mm_sfence();  // the streamed stores are visible before the call returns
+                    streamed_stores_pending() = true;  // fenced when the thread's share of the pass is done
                     continue;
                 }
 #endif
