@@ -25,6 +25,8 @@
 #include <fstream>
 #include <initializer_list>
 #include <iostream>
+#include <map>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
@@ -180,79 +182,171 @@ namespace
         return total;
     }
 
+    /// One shape of the suite, set up once: its tensors, options and forward FLOPs, and one timed
+    /// unit of work (the forward pass, or forward and backward).
     template <class T>
-    void run(const shape_row& r, bool backward, int reps, int threads, const char* dtype)
+    struct bench_case
     {
-        std::mt19937 gen(42);
-        const auto g = r.groups;
-        xt::xtensor<T, 4> x = random_tensor<T, 4>({r.n, r.c_in, r.h, r.w}, gen);
-        xt::xtensor<T, 1> b = random_tensor<T, 1>({r.c_out}, gen);
+        shape_row r;
+        bool backward = false;
+        xt::xtensor<T, 4> x, w, gy;
+        xt::xtensor<T, 1> b;
+        xconv::conv2d_options o;
+        xconv::conv_transpose2d_options ot;
         double flops = 0;
-        double seconds = 0;
-        if (r.kind == "conv")
+
+        bench_case(const shape_row& row, bool with_backward) : r(row), backward(with_backward)
         {
-            xconv::conv2d_options o;
-            o.stride = {r.sh, r.sw};
-            o.padding = {r.ph, r.pw};
-            o.dilation = {r.dh, r.dw};
-            o.groups = g;
-            xt::xtensor<T, 4> w = random_tensor<T, 4>({r.c_out, r.c_in / g, r.kh, r.kw}, gen);
-            auto y = xconv::conv2d(x, w, b, o);
-            flops = 2.0 * double(y.size()) * double(r.c_in / g * r.kh * r.kw);
-            xt::xtensor<T, 4> gy = random_tensor<T, 4>({y.shape()[0], y.shape()[1], y.shape()[2], y.shape()[3]}, gen);
-            if (reps == 0)
+            std::mt19937 gen(42);
+            const auto g = r.groups;
+            x = random_tensor<T, 4>({r.n, r.c_in, r.h, r.w}, gen);
+            b = random_tensor<T, 1>({r.c_out}, gen);
+            if (r.kind == "conv")
             {
+                o.stride = {r.sh, r.sw};
+                o.padding = {r.ph, r.pw};
+                o.dilation = {r.dh, r.dw};
+                o.groups = g;
+                w = random_tensor<T, 4>({r.c_out, r.c_in / g, r.kh, r.kw}, gen);
+                auto y = xconv::conv2d(x, w, b, o);
+                flops = 2.0 * double(y.size()) * double(r.c_in / g * r.kh * r.kw);
+                gy = random_tensor<T, 4>({y.shape()[0], y.shape()[1], y.shape()[2], y.shape()[3]}, gen);
+            }
+            else
+            {
+                ot.stride = {r.sh, r.sw};
+                ot.padding = {r.ph, r.pw};
+                ot.dilation = {r.dh, r.dw};
+                ot.output_padding = {r.oph, r.opw};
+                ot.groups = g;
+                w = random_tensor<T, 4>({r.c_in, r.c_out / g, r.kh, r.kw}, gen);
+                auto y = xconv::conv_transpose2d(x, w, b, ot);
+                flops = 2.0 * double(x.size()) * double(r.c_out / g * r.kh * r.kw);
+                gy = random_tensor<T, 4>({y.shape()[0], y.shape()[1], y.shape()[2], y.shape()[3]}, gen);
+            }
+        }
+
+        /// The timed work: the forward pass, and the backward pass (all three gradients) after it.
+        void once()
+        {
+            if (r.kind == "conv")
+            {
+                auto out = xconv::conv2d(x, w, b, o);
+                if (backward)
+                {
+                    auto grads = xconv::conv2d_backward(gy, x, w, o);
+                }
+            }
+            else
+            {
+                auto out = xconv::conv_transpose2d(x, w, b, ot);
+                if (backward)
+                {
+                    auto grads = xconv::conv_transpose2d_backward(gy, x, w, ot);
+                }
+            }
+        }
+
+        /// One forward and one backward pass, then the --memory line.
+        void memory()
+        {
+            if (r.kind == "conv")
+            {
+                auto y = xconv::conv2d(x, w, b, o);
                 auto grads = xconv::conv2d_backward(gy, x, w, o);
                 report_memory<T>(r, {x.size(), w.size(), b.size(), y.size(), gy.size(), grads.grad_input.size(),
                                      grads.grad_weight.size(), grads.grad_bias.size()});
-                return;
             }
-            seconds = median_seconds(
-                [&] {
-                    auto out = xconv::conv2d(x, w, b, o);
-                    if (backward)
-                    {
-                        auto grads = xconv::conv2d_backward(gy, x, w, o);
-                    }
-                },
-                reps);
-        }
-        else
-        {
-            xconv::conv_transpose2d_options o;
-            o.stride = {r.sh, r.sw};
-            o.padding = {r.ph, r.pw};
-            o.dilation = {r.dh, r.dw};
-            o.output_padding = {r.oph, r.opw};
-            o.groups = g;
-            xt::xtensor<T, 4> w = random_tensor<T, 4>({r.c_in, r.c_out / g, r.kh, r.kw}, gen);
-            auto y = xconv::conv_transpose2d(x, w, b, o);
-            flops = 2.0 * double(x.size()) * double(r.c_out / g * r.kh * r.kw);
-            xt::xtensor<T, 4> gy = random_tensor<T, 4>({y.shape()[0], y.shape()[1], y.shape()[2], y.shape()[3]}, gen);
-            if (reps == 0)
+            else
             {
-                auto grads = xconv::conv_transpose2d_backward(gy, x, w, o);
+                auto y = xconv::conv_transpose2d(x, w, b, ot);
+                auto grads = xconv::conv_transpose2d_backward(gy, x, w, ot);
                 report_memory<T>(r, {x.size(), w.size(), b.size(), y.size(), gy.size(), grads.grad_input.size(),
                                      grads.grad_weight.size(), grads.grad_bias.size()});
-                return;
             }
-            seconds = median_seconds(
-                [&] {
-                    auto out = xconv::conv_transpose2d(x, w, b, o);
-                    if (backward)
-                    {
-                        auto grads = xconv::conv_transpose2d_backward(gy, x, w, o);
-                    }
-                },
-                reps);
         }
-        const double work = backward ? 3 * flops : flops;
+    };
+
+    template <class T>
+    void run(const shape_row& r, bool backward, int reps, int threads, const char* dtype)
+    {
+        bench_case<T> c(r, backward);
+        if (reps == 0)
+        {
+            c.memory();
+            return;
+        }
+        const double seconds = median_seconds([&] { c.once(); }, reps);
+        const double work = backward ? 3 * c.flops : c.flops;
         std::printf("%-16s %-16s %-6s %d %.6e %.2f\n", r.name.c_str(), backward ? "forward_backward" : "forward", dtype,
                     threads, seconds, work / seconds * 1e-9);
         std::fflush(stdout);
     }
+
+    /// The median seconds of `reps` calls of a shape's timed work, its case set up (and run once)
+    /// on the first call with these arguments and kept for the later ones.
+    template <class T>
+    double cached_time(const std::string& suite, const std::string& name, bool backward, int reps)
+    {
+        static std::map<std::string, std::unique_ptr<bench_case<T>>> cases;
+        std::unique_ptr<bench_case<T>>& c = cases[suite + "\n" + name + (backward ? "\nb" : "\nf")];
+        if (!c)
+        {
+            for (const auto& r : read_suite(suite))
+            {
+                if (r.name == name)
+                {
+                    c.reset(new bench_case<T>(r, backward));
+                    c->once();  // warm-up
+                }
+            }
+            if (!c)
+            {
+                return -1.0;
+            }
+        }
+        std::vector<double> times;
+        for (int i = 0; i < std::max(reps, 1); ++i)
+        {
+            const auto t0 = std::chrono::steady_clock::now();
+            c->once();
+            times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        }
+        std::sort(times.begin(), times.end());
+        return times[times.size() / 2];
+    }
 }
 
+/// For compare_torch.py --inprocess (the shared library bench_conv_inprocess, built from this file
+/// with XCONV_BENCH_LIBRARY): the median seconds of `reps` calls of the shape `name` of the suite
+/// file, the element type "float" or "double", the pass "forward" or "forward_backward"; -1 when
+/// the suite has no such shape. The case is set up on the first call and kept.
+extern "C" double xconv_bench_time(const char* suite, const char* name, const char* dtype, const char* pass, int reps)
+{
+    try
+    {
+        const bool backward = std::string(pass) == "forward_backward";
+        return std::string(dtype) == "double" ? cached_time<double>(suite, name, backward, reps)
+                                              : cached_time<float>(suite, name, backward, reps);
+    }
+    catch (const std::exception& e)
+    {
+        std::fprintf(stderr, "xconv_bench_time: %s\n", e.what());
+        return -1.0;
+    }
+}
+
+/// The threads xconv's passes start from the calling thread (1 without OpenMP).
+extern "C" int xconv_bench_threads()
+{
+#ifdef XCONV_USE_OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+#if !defined(XCONV_BENCH_LIBRARY)
 int main(int argc, char** argv)
 {
     int threads = 1;
@@ -319,3 +413,4 @@ int main(int argc, char** argv)
     }
     return 0;
 }
+#endif

@@ -3,7 +3,8 @@
 
     /usr/bin/python3 bench/compare_torch.py --bench build/bench/bench_conv \\
         [--threads 1,2] [--dtype float,double] [--pass forward,forward_backward] \\
-        [--rounds 3] [--reps 5] [--only NAME,...] [--markdown out.md] [--csv out.csv]
+        [--rounds 3] [--reps 5] [--only NAME,...] [--markdown out.md] [--csv out.csv] \\
+        [--inprocess build/bench/libbench_conv_inprocess.so]
 
 Every combination of the listed thread counts, element types and passes gives one table.
 ratio = torch_time / xconv_time (> 1 means xconv is faster); the geometric mean is over the shapes.
@@ -17,7 +18,11 @@ interleaved so that a change in the machine's load hits both alike: in each of -
 every shape is timed with PyTorch (median of --reps calls after a warm-up) and then with xconv
 (bench_conv --only, same; after a pause, since PyTorch's OpenMP threads spin on for a while after
 its last call and would take the cores from bench_conv's), and each side's figure is the median
-over the rounds. The load
+over the rounds. With --inprocess LIB, xconv is timed in the script's own process instead, through
+the bench_conv_inprocess library built beside bench_conv (the same code, as a C function): each
+shape's two sides then run a few milliseconds apart, PyTorch first in even rounds and second in
+odd ones, which on a machine whose speed changes from second to second keeps far more of the
+change out of the ratio. The load
 average before and after each table is printed with it. Both processes start by allocating and
 freeing one 31 MiB block, so that glibc serves the large tensors of the timed calls from its heap
 on both sides (otherwise whichever side happens to allocate them with fresh mmaps pays a page
@@ -100,6 +105,13 @@ class TorchCase:
             with torch.no_grad():
                 self.op(self.x, self.w, self.b)
 
+    def time_one(self):
+        """Wall time and CPU time of the calling process for one call."""
+        c0, t0 = time.process_time(), time.perf_counter()
+        self.once()
+        t1, c1 = time.perf_counter(), time.process_time()
+        return t1 - t0, c1 - c0
+
     def time(self, reps):
         """Median wall time of `reps` calls; also records the process's CPU time / wall time."""
         self.once()
@@ -127,6 +139,50 @@ def xconv_time(bench, suite, name, dtype, passname, reps, threads):
     raise RuntimeError(f"bench_conv printed no line for {name}")
 
 
+class InProcess:
+    """bench_conv's timing loaded into this process (the bench_conv_inprocess library): xconv and
+    PyTorch then share one OpenMP runtime and its threads, and a shape's two sides are timed right
+    after each other, without starting a process in between."""
+
+    def __init__(self, path, threads):
+        import ctypes
+
+        self.lib = ctypes.CDLL(os.path.abspath(path))
+        self.lib.xconv_bench_time.restype = ctypes.c_double
+        self.lib.xconv_bench_time.argtypes = [ctypes.c_char_p] * 4 + [ctypes.c_int]
+        self.lib.xconv_bench_threads.restype = ctypes.c_int
+        got = self.lib.xconv_bench_threads()
+        if got != threads:
+            print(f"warning: xconv runs {got} thread(s) in this process, asked for {threads} "
+                  "(build the library with -DXCONV_USE_OPENMP=ON)", file=sys.stderr)
+
+    def time(self, suite, name, dtype, passname, reps):
+        t = self.lib.xconv_bench_time(suite.encode(), name.encode(), dtype.encode(), passname.encode(), reps)
+        if t < 0:
+            raise RuntimeError(f"xconv_bench_time failed for {name}")
+        return t
+
+
+def alternate(case, xconv, suite, name, dtype, passname, reps, pause, torch_first):
+    """Median wall times of `reps` calls of each side in this process, one side's calls after the
+    other's (each after a warm-up call), PyTorch first or second as asked: the two medians are
+    taken a few milliseconds apart, so that a change in the machine's speed hits both alike. Also
+    returns PyTorch's CPU time / wall time over its calls. `pause` seconds before each side:
+    with several threads, the worker threads of the side that ran last (OpenBLAS's, which
+    PyTorch calls for some layers, spin for about 0.1 s after a call) must not take the cores
+    from the other side's."""
+    tt = tx = cpu = None
+    for side in ((0, 1) if torch_first else (1, 0)):
+        time.sleep(pause)
+        if side == 0:
+            tt = case.time(reps)
+            cpu = case.cpu_per_wall
+        else:
+            xconv.time(suite, name, dtype, passname, 1)
+            tx = xconv.time(suite, name, dtype, passname, reps)
+    return tt, tx, cpu
+
+
 def fma_peak(bench, dtype, threads):
     """The FMA ceiling of `threads` threads now, GFLOP/s (bench_conv --peak)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
@@ -149,17 +205,25 @@ def run_table(args, suite, dtype, passname, threads):
 
     torch.set_num_threads(threads)
     cases = {r["name"]: TorchCase(r, dtype, passname) for r in suite}
+    xconv = InProcess(args.inprocess, threads) if args.inprocess else None
     t_torch = {r["name"]: [] for r in suite}
     t_xconv = {r["name"]: [] for r in suite}
     load_before = loadavg()
     cpu_per_wall = 0.0
     peaks = []
-    for _ in range(args.rounds):
+    for round_ in range(args.rounds):
         if dtype not in args.ceiling:
             time.sleep(0.5 if threads > 1 else 0.05)
             peaks.append(fma_peak(args.bench, dtype, threads))
         for r in suite:
             name = r["name"]
+            if xconv is not None:
+                tt, tx, cpu = alternate(cases[name], xconv, args.suite, name, dtype, passname, args.reps,
+                                        0.15 if threads > 1 else 0.0, round_ % 2 == 0)
+                t_torch[name].append(tt)
+                t_xconv[name].append(tx)
+                cpu_per_wall = max(cpu_per_wall, cpu)
+                continue
             t_torch[name].append(cases[name].time(args.reps))
             cpu_per_wall = max(cpu_per_wall, cases[name].cpu_per_wall)
             # PyTorch's OpenMP threads keep spinning for a while after its last call; left alone,
@@ -204,6 +268,9 @@ def main():
     ap.add_argument("--pass", dest="passname", default="forward", help="comma-separated: forward, forward_backward")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median over them is reported")
     ap.add_argument("--reps", type=int, default=5, help="timed calls per round and side (median)")
+    ap.add_argument("--inprocess", metavar="LIB", help="time xconv in this process through the bench_conv_inprocess "
+                    "library (build-dir/bench/libbench_conv_inprocess.so), each shape's two sides right after "
+                    "each other (in turn first), instead of running bench_conv")
     ap.add_argument("--only", help="comma-separated shape names")
     ap.add_argument("--ceiling", default="", help="fixed per-core FMA ceilings instead of measuring them, "
                     "e.g. float=116,double=58")
@@ -252,7 +319,8 @@ def main():
                 label = "forward" if passname == "forward" else "forward+backward"
                 title = f"{dtype}, {label}, {threads} thread{'s' if threads > 1 else ''}"
                 text = markdown(rows, geo, title)
-                text += (f"\nload average {l0:.2f} before, {l1:.2f} after; {args.rounds} rounds x {args.reps} reps; "
+                text += (f"\nload average {l0:.2f} before, {l1:.2f} after; {args.rounds} rounds x {args.reps} reps"
+                         f"{' (both sides in one process, in turn)' if args.inprocess else ''}; "
                          f"PyTorch's CPU time / wall time at most {cpu_wall:.2f}\n")
                 if peaks:
                     text += (f"FMA ceiling of {threads} thread{'s' if threads > 1 else ''} measured in the rounds: "
