@@ -484,6 +484,42 @@ namespace xconv
                 const T* base = plane + sg.plane + sg.ox_begin * sw;
                 T* dcol = dst + sg.dst;
                 conv_tap_cursor at(w, k0);
+#if defined(XCONV_HAS_SIMD512)
+                if constexpr (std::is_same<T, float>::value)
+                {
+                    if (sw == 2 && len <= 16)
+                    {
+                        // A run of at most one vector at stride 2: each row is two masked loads
+                        // of the pixels it reads, one permute that also zeroes the padding, and
+                        // one masked store.
+                        const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+                        const __mmask16 all = lane_mask16(len);
+                        for (std::int64_t k = 0; k < kc; ++k, at.next(w))
+                        {
+                            const auto i = static_cast<std::size_t>(at.i), j = static_cast<std::size_t>(at.j);
+                            T* o = dcol + k * ld;
+                            const std::int64_t y = y0 + taps.y_off[i];
+                            const std::int64_t a = std::clamp(taps.x_lo[j], sg.ox_begin, sg.ox_end) - sg.ox_begin;
+                            const std::int64_t b = std::clamp(taps.x_hi[j], sg.ox_begin + a, sg.ox_end) - sg.ox_begin;
+                            if (static_cast<std::uint64_t>(y) >= static_cast<std::uint64_t>(w.height) || b <= a)
+                            {
+                                _mm512_mask_storeu_ps(o, all, _mm512_setzero_ps());
+                                continue;
+                            }
+                            // elements 2a .. 2(b - 1) of the row from the run's first position
+                            // (which may lie before the row: only those elements are read)
+                            const std::uint32_t span = ((2 * (b - a) - 1) >= 32 ? 0xFFFFFFFFu : ((1u << (2 * (b - a) - 1)) - 1u)) << (2 * a);
+                            const T* src = reinterpret_cast<const T*>(reinterpret_cast<std::uintptr_t>(base + at.c * P + y * w.width)
+                                                                      + static_cast<std::uintptr_t>(taps.x_off[j] * static_cast<std::int64_t>(sizeof(T))));
+                            const __m512 v0 = _mm512_maskz_loadu_ps(static_cast<__mmask16>(span), src);
+                            const __m512 v1 = _mm512_maskz_loadu_ps(static_cast<__mmask16>(span >> 16), src + 16);
+                            const __mmask16 keep = static_cast<__mmask16>(lane_mask16(b) & ~lane_mask16(a));
+                            _mm512_mask_storeu_ps(o, all, _mm512_maskz_permutex2var_ps(keep, v0, idx, v1));
+                        }
+                        continue;
+                    }
+                }
+#endif
                 for (std::int64_t k = 0; k < kc; ++k, at.next(w))
                 {
                     const auto i = static_cast<std::size_t>(at.i), j = static_cast<std::size_t>(at.j);
