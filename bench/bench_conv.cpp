@@ -3,6 +3,7 @@
 //   bench_conv <suite.txt> [--dtype float|double] [--pass forward|forward_backward]
 //              [--reps N] [--only NAME] [--scratch BYTES] [--memory 1]
 //   bench_conv --peak float|double
+//   bench_conv --stream MIB
 //
 // Prints one line per shape: name, pass, dtype, threads, median seconds, GFLOP/s (forward FLOPs;
 // a forward+backward pass is counted as three times the forward work). Threads: OMP_NUM_THREADS
@@ -18,6 +19,12 @@
 // vectors of the GEMM's instruction set (the FMA ceiling), and one line gives the GFLOP/s of all
 // the threads together: "fma_peak <dtype> <threads> <GFLOP/s>". compare_torch.py measures it in
 // every round, so that the share of the ceiling is taken against the machine as it ran then.
+//
+// --stream MIB: no convolution; the threads copy a buffer of MIB mebibytes into another, each a
+// contiguous share, reading with vector loads and writing with non-temporal stores (as the
+// direct passes write large outputs), the best of five copies: "stream_copy <MiB> <threads>
+// <ms> <GB/s moved>", the bytes read plus those written. The memory ceiling of a layer that
+// reads and writes that much once, such as the depthwise one.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -33,6 +40,10 @@
 #include <vector>
 
 #include <xconv/xconv.hpp>
+
+#if defined(__SSE__)
+#include <immintrin.h>
+#endif
 
 #ifdef XCONV_USE_OPENMP
 #include <omp.h>
@@ -161,6 +172,65 @@ namespace
             best = std::max(best, 2.0 * double(iterations) * n_acc * double(vec::lanes) / s * 1e-9);
         }
         return best;
+    }
+
+    /// Milliseconds of the best of five copies of `mib` MiB by all the threads (see --stream).
+    double stream_copy_ms(std::size_t mib)
+    {
+        const std::size_t n = (mib << 20) / sizeof(float);
+        float* src = static_cast<float*>(std::aligned_alloc(64, n * sizeof(float)));
+        float* dst = static_cast<float*>(std::aligned_alloc(64, n * sizeof(float)));
+        if (src == nullptr || dst == nullptr)
+        {
+            throw std::runtime_error("out of memory");
+        }
+        const auto copy = [&](bool first) {
+#ifdef XCONV_USE_OPENMP
+#pragma omp parallel
+#endif
+            {
+                std::size_t part = 0, parts = 1;
+#ifdef XCONV_USE_OPENMP
+                part = static_cast<std::size_t>(omp_get_thread_num());
+                parts = static_cast<std::size_t>(omp_get_num_threads());
+#endif
+                // shares of whole 64-byte lines
+                const std::size_t lines = n / 16, l0 = lines * part / parts, l1 = lines * (part + 1) / parts;
+                if (first)
+                {
+                    for (std::size_t i = l0 * 16; i < l1 * 16; ++i)
+                    {
+                        src[i] = float(i % 1000);
+                        dst[i] = 0.0f;
+                    }
+                }
+                else
+                {
+                    for (std::size_t l = l0; l < l1; ++l)
+                    {
+#if defined(__AVX512F__)
+                        _mm512_stream_ps(dst + l * 16, _mm512_load_ps(src + l * 16));
+#else
+                        std::copy(src + l * 16, src + l * 16 + 16, dst + l * 16);
+#endif
+                    }
+#if defined(__SSE__)
+                    _mm_sfence();
+#endif
+                }
+            }
+        };
+        copy(true);  // first touch, by the threads that copy
+        double best = 1e300;
+        for (int attempt = 0; attempt < 5; ++attempt)
+        {
+            const auto t0 = std::chrono::steady_clock::now();
+            copy(false);
+            best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        }
+        std::free(src);
+        std::free(dst);
+        return best * 1e3;
     }
 
     /// The FMA ceiling of all the threads, run at once.
@@ -360,11 +430,20 @@ int main(int argc, char** argv)
         std::printf("fma_peak %s %d %.2f\n", dtype == "double" ? "double" : "float", threads, g);
         return 0;
     }
+    if (argc == 3 && std::string(argv[1]) == "--stream")
+    {
+        const std::size_t mib = std::strtoull(argv[2], nullptr, 10);
+        const double ms = stream_copy_ms(std::max<std::size_t>(mib, 1));
+        std::printf("stream_copy %zu %d %.3f %.1f\n", std::max<std::size_t>(mib, 1), threads, ms,
+                    2.0 * double(std::max<std::size_t>(mib, 1) << 20) / (ms * 1e-3) * 1e-9);
+        return 0;
+    }
     if (argc < 2)
     {
         std::cerr << "usage: bench_conv <suite.txt> [--dtype float|double] [--pass forward|forward_backward] "
                      "[--reps N] [--only NAME] [--scratch BYTES] [--memory 1]\n"
-                     "       bench_conv --peak float|double\n";
+                     "       bench_conv --peak float|double\n"
+                     "       bench_conv --stream MIB\n";
         return 2;
     }
     std::string dtype = "float", pass = "forward", only;
