@@ -271,69 +271,57 @@ namespace
             const auto g = r.groups;
             x = random_tensor<T, 4>({r.n, r.c_in, r.h, r.w}, gen);
             b = random_tensor<T, 1>({r.c_out}, gen);
-            if (r.kind == "conv")
+            const auto window = [&](auto& opt) {
+                opt.stride = {r.sh, r.sw};
+                opt.padding = {r.ph, r.pw};
+                opt.dilation = {r.dh, r.dw};
+                opt.groups = g;
+            };
+            const bool conv = r.kind == "conv";
+            if (conv)
             {
-                o.stride = {r.sh, r.sw};
-                o.padding = {r.ph, r.pw};
-                o.dilation = {r.dh, r.dw};
-                o.groups = g;
+                window(o);
                 w = random_tensor<T, 4>({r.c_out, r.c_in / g, r.kh, r.kw}, gen);
-                auto y = xconv::conv2d(x, w, b, o);
-                flops = 2.0 * double(y.size()) * double(r.c_in / g * r.kh * r.kw);
-                gy = random_tensor<T, 4>({y.shape()[0], y.shape()[1], y.shape()[2], y.shape()[3]}, gen);
             }
             else
             {
-                ot.stride = {r.sh, r.sw};
-                ot.padding = {r.ph, r.pw};
-                ot.dilation = {r.dh, r.dw};
+                window(ot);
                 ot.output_padding = {r.oph, r.opw};
-                ot.groups = g;
                 w = random_tensor<T, 4>({r.c_in, r.c_out / g, r.kh, r.kw}, gen);
-                auto y = xconv::conv_transpose2d(x, w, b, ot);
-                flops = 2.0 * double(x.size()) * double(r.c_out / g * r.kh * r.kw);
-                gy = random_tensor<T, 4>({y.shape()[0], y.shape()[1], y.shape()[2], y.shape()[3]}, gen);
             }
+            const auto y = forward();
+            // a multiply-add per weight tap and output position (conv) or input position (transposed)
+            flops = 2.0 * double(conv ? y.size() : x.size()) * double(conv ? r.c_in / g * r.kh * r.kw : r.c_out / g * r.kh * r.kw);
+            gy = random_tensor<T, 4>({y.shape()[0], y.shape()[1], y.shape()[2], y.shape()[3]}, gen);
+        }
+
+        xt::xtensor<T, 4> forward() const
+        {
+            return r.kind == "conv" ? xconv::conv2d(x, w, b, o) : xconv::conv_transpose2d(x, w, b, ot);
+        }
+
+        xconv::conv_gradients<T, 4> backward_pass() const
+        {
+            return r.kind == "conv" ? xconv::conv2d_backward(gy, x, w, o) : xconv::conv_transpose2d_backward(gy, x, w, ot);
         }
 
         /// The timed work: the forward pass, and the backward pass (all three gradients) after it.
-        void once()
+        void once() const
         {
-            if (r.kind == "conv")
+            auto out = forward();
+            if (backward)
             {
-                auto out = xconv::conv2d(x, w, b, o);
-                if (backward)
-                {
-                    auto grads = xconv::conv2d_backward(gy, x, w, o);
-                }
-            }
-            else
-            {
-                auto out = xconv::conv_transpose2d(x, w, b, ot);
-                if (backward)
-                {
-                    auto grads = xconv::conv_transpose2d_backward(gy, x, w, ot);
-                }
+                auto grads = backward_pass();
             }
         }
 
         /// One forward and one backward pass, then the --memory line.
-        void memory()
+        void memory() const
         {
-            if (r.kind == "conv")
-            {
-                auto y = xconv::conv2d(x, w, b, o);
-                auto grads = xconv::conv2d_backward(gy, x, w, o);
-                report_memory<T>(r, {x.size(), w.size(), b.size(), y.size(), gy.size(), grads.grad_input.size(),
-                                     grads.grad_weight.size(), grads.grad_bias.size()});
-            }
-            else
-            {
-                auto y = xconv::conv_transpose2d(x, w, b, ot);
-                auto grads = xconv::conv_transpose2d_backward(gy, x, w, ot);
-                report_memory<T>(r, {x.size(), w.size(), b.size(), y.size(), gy.size(), grads.grad_input.size(),
-                                     grads.grad_weight.size(), grads.grad_bias.size()});
-            }
+            const auto y = forward();
+            const auto grads = backward_pass();
+            report_memory<T>(r, {x.size(), w.size(), b.size(), y.size(), gy.size(), grads.grad_input.size(), grads.grad_weight.size(),
+                                 grads.grad_bias.size()});
         }
     };
 
