@@ -105,13 +105,6 @@ class TorchCase:
             with torch.no_grad():
                 self.op(self.x, self.w, self.b)
 
-    def time_one(self):
-        """Wall time and CPU time of the calling process for one call."""
-        c0, t0 = time.process_time(), time.perf_counter()
-        self.once()
-        t1, c1 = time.perf_counter(), time.process_time()
-        return t1 - t0, c1 - c0
-
     def time(self, reps):
         """Median wall time of `reps` calls; also records the process's CPU time / wall time."""
         self.once()
