@@ -674,6 +674,144 @@ TEST_CASE("implicit GEMM over a batch: a weight too large to pack once goes in b
     }
 }
 
+namespace
+{
+    /// implicit_backward_weight on random geometries: it runs when it applies, writes only its
+    /// columns, bitwise what the column tiles' GEMMs (lowered_backward_weight over the samples)
+    /// write, and the reference sums.
+    template <class T>
+    void check_implicit_wgrad(engine& gen, int trials, double tol)
+    {
+        constexpr auto nr = static_cast<index_t>(xconv::detail::gemm_traits<T>::nr);
+        const index_t min_depth = xconv::detail::implicit_wgrad_min_depth;
+        for (int trial = 0; trial < trials; ++trial)
+        {
+            const unfold_case u = random_unfold_case(gen);
+            const index_t K = u.C * u.g.kernel_h * u.g.kernel_w, L = u.win.blocks(), P = u.H * u.W;
+            // enough samples for the implicit pass to apply, at times one more
+            const index_t N = (min_depth + L - 1) / L + random_int(gen, 0, 1);
+            const index_t Cg = trial % 4 == 0 ? 2 * nr : nr + random_int(gen, 0, 20);
+            const index_t k_begin = random_int(gen, 0, K - 1), k_end = random_int(gen, k_begin + 1, K);
+            const auto x = random_tensor<T, 1>({std::size_t(N * u.C * P)}, gen);
+            const auto gy = random_tensor<T, 1>({std::size_t(N * Cg * L)}, gen);
+            const xconv::detail::conv_taps taps(u.win);
+            const auto plane_of = [&](index_t n) { return x.data() + n * u.C * P; };
+            const auto grid_of = [&](index_t n) { return gy.data() + n * Cg * L; };
+            INFO(u.text << " N=" << N << " Cg=" << Cg << " columns [" << k_begin << ", " << k_end << ")");
+
+            std::vector<T> got(std::size_t(Cg * K), std::numeric_limits<T>::quiet_NaN()), tiles = got;
+            REQUIRE(xconv::detail::implicit_backward_weight<T>(u.win, u.C, Cg, N, plane_of, grid_of, got.data(), k_begin, k_end,
+                                                               std::size_t(4) << 20));
+            for (index_t n = 0; n < N; ++n)
+            {
+                xconv::detail::lowered_backward_weight(u.win, taps, u.C, Cg, grid_of(n), plane_of(n), tiles.data(), k_begin, k_end,
+                                                       std::size_t(4) << 20, n > 0);
+            }
+            REQUIRE(std::memcmp(got.data(), tiles.data(), got.size() * sizeof(T)) == 0);  // the NaNs outside too
+
+            // the reference: sum over samples and positions of dy x the reference columns
+            index_t bad = 0;
+            std::string first;
+            std::vector<double> expected(std::size_t(Cg * K), 0.0);
+            for (index_t n = 0; n < N; ++n)
+            {
+                xt::xtensor<T, 4> xn({1, std::size_t(u.C), std::size_t(u.H), std::size_t(u.W)});
+                std::copy(plane_of(n), plane_of(n) + u.C * P, xn.begin());
+                const auto cols = reference_columns(xn, u.g);
+                for (index_t c = 0; c < Cg; ++c)
+                {
+                    for (index_t k = k_begin; k < k_end; ++k)
+                    {
+                        double sum = 0.0;
+                        for (index_t l = 0; l < L; ++l)
+                        {
+                            sum += double(grid_of(n)[c * L + l]) * double(cols(std::size_t(k), std::size_t(l)));
+                        }
+                        expected[std::size_t(c * K + k)] += sum;
+                    }
+                }
+            }
+            for (index_t c = 0; c < Cg; ++c)
+            {
+                for (index_t k = k_begin; k < k_end; ++k)
+                {
+                    const double e = expected[std::size_t(c * K + k)], v = double(got[std::size_t(c * K + k)]);
+                    if (!(std::abs(v - e) <= tol * (1.0 + std::abs(e))) && bad++ == 0)
+                    {
+                        std::ostringstream os;
+                        os << "channel " << c << " column " << k << ": got " << v << ", expected " << e;
+                        first = os.str();
+                    }
+                }
+            }
+            INFO(first);
+            REQUIRE(bad == 0);
+        }
+    }
+}  // namespace
+
+TEST_CASE("implicit GEMM weight gradient: bitwise the column tiles' GEMMs, and the reference", "[fastpaths]")
+{
+    scratch_limit_guard guard;
+    engine gen(533);
+    check_implicit_wgrad<float>(gen, 40, 1e-4);
+    check_implicit_wgrad<double>(gen, 20, 1e-10);
+
+    // Where it does not apply it does nothing: too few positions, too few channels, no room.
+    constexpr auto nr = static_cast<index_t>(xconv::detail::gemm_traits<float>::nr);
+    xconv::detail::window2d win;
+    win.height = win.width = 8;
+    win.kernel_h = win.kernel_w = 3;
+    win.pad_top = win.pad_left = 1;
+    win.blocks_h = win.blocks_w = 8;  // L = 64
+    const auto x = random_tensor<float, 1>({2 * 3 * 64}, gen);
+    const auto gy = random_tensor<float, 1>({2 * 2 * nr * 64}, gen);
+    const auto plane_of = [&](index_t n) { return x.data() + n * 3 * 64; };
+    const auto grid_of = [&](index_t n) { return gy.data() + n * 2 * nr * 64; };
+    std::vector<float> w(std::size_t(2 * nr * 27), -1.0f);
+    CHECK_FALSE(xconv::detail::implicit_backward_weight<float>(win, 3, 2 * nr, 1, plane_of, grid_of, w.data(), 0, 27, std::size_t(4) << 20));
+    CHECK_FALSE(xconv::detail::implicit_backward_weight<float>(win, 3, nr - 1, 2, plane_of, grid_of, w.data(), 0, 27, std::size_t(4) << 20));
+    CHECK_FALSE(xconv::detail::implicit_backward_weight<float>(win, 3, 2 * nr, 2, plane_of, grid_of, w.data(), 0, 27, std::size_t(1024)));
+    CHECK(std::all_of(w.begin(), w.end(), [](float v) { return v == -1.0f; }));
+    CHECK(xconv::detail::implicit_backward_weight<float>(win, 3, 2 * nr, 2, plane_of, grid_of, w.data(), 0, 27, std::size_t(4) << 20));
+
+    // Through conv2d_backward and conv_transpose2d_backward: the reference gradient, and bitwise
+    // the same under caps that leave no room for the implicit pass (the column tiles' route).
+    // (5 samples of 5 x 6 positions: over implicit_wgrad_min_depth)
+    const auto xs = random_tensor<float, 4>({5, 5, 9, 11}, gen);
+    const auto ws = random_tensor<float, 4>({std::size_t(nr + 3), 5, 3, 3}, gen);
+    const auto gys = random_tensor<float, 4>({5, std::size_t(nr + 3), 5, 6}, gen);
+    xconv::conv2d_options o;
+    o.stride = 2;
+    o.padding = 1;
+    xconv_test::conv_geometry g;
+    g.stride_h = g.stride_w = 2;
+    g.pad_top = g.pad_bottom = g.pad_left = g.pad_right = 1;
+    // conv_transpose2d's weight [C_in, C_out, kh, kw]: its gradient's rows are the input's channels
+    const auto wt = random_tensor<float, 4>({std::size_t(nr + 3), 5, 3, 3}, gen);
+    const auto xt_in = random_tensor<float, 4>({5, std::size_t(nr + 3), 5, 6}, gen);
+    const auto gyt = random_tensor<float, 4>({5, 5, 9, 11}, gen);
+    xconv::conv_transpose2d_options ot;
+    ot.stride = 2;
+    ot.padding = 1;
+    xconv::set_scratch_limit(xconv::detail::default_scratch_limit);
+    const auto gw = xconv::conv2d_backward(gys, xs, ws, o, {false, true, false}).grad_weight;
+    close(gw, xconv_test::conv2d_backward(gys, xs, ws, g).weight, 1e-4, "conv2d grad_weight");
+    // conv_transpose2d's weight gradient is conv2d's with the roles of x and dy exchanged
+    const auto gwt = xconv::conv_transpose2d_backward(gyt, xt_in, wt, ot, {false, true, false}).grad_weight;
+    const xt::xtensor<float, 4> unused_weight = xt::ones<float>({std::size_t(nr + 3), std::size_t(5), std::size_t(3), std::size_t(3)});
+    close(gwt, xconv_test::conv2d_backward(xt_in, gyt, unused_weight, g).weight, 1e-4,
+          "conv_transpose2d grad_weight");
+    for (const std::size_t limit : {std::size_t(0), std::size_t(16) << 10})
+    {
+        INFO("scratch limit " << limit);
+        xconv::set_scratch_limit(limit);
+        bitwise_equal(xconv::conv2d_backward(gys, xs, ws, o, {false, true, false}).grad_weight, gw, "conv2d grad_weight");
+        bitwise_equal(xconv::conv_transpose2d_backward(gyt, xt_in, wt, ot, {false, true, false}).grad_weight, gwt,
+                      "conv_transpose2d grad_weight");
+    }
+}
+
 TEST_CASE("conv_transpose2d paths: depthwise, narrow, 1x1", "[fastpaths]")
 {
     engine gen(606);

@@ -221,6 +221,8 @@ namespace
         {"implicit GEMM, one sample larger than a tile (the threads take whole bands of rows)", false, 1, 3, 64, 96, 96, 7, 7, 2, 2, 3, 3, 1, 1, 1},
         {"transposed, deep backward-input (implicit GEMM)", true, 2, 64, 64, 6, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1},
         {"transposed by sub-pixel phases (implicit GEMM), one sample", true, 1, 16, 64, 7, 6, 4, 4, 2, 2, 1, 1, 1, 1, 1},
+        {"grouped, weight gradient by the implicit GEMM", false, 2, 16, 128, 10, 10, 3, 3, 1, 1, 1, 1, 1, 1, 2},
+        {"transposed, weight gradient by the implicit GEMM", true, 4, 64, 16, 6, 6, 4, 4, 2, 2, 1, 1, 1, 1, 1},
         {"input gradient by sub-pixel phases (implicit GEMM), stride 2", false, 3, 64, 16, 11, 10, 3, 3, 2, 2, 1, 1, 1, 1, 1},
         {"implicit GEMM, a weight of 576 KiB packed once by all the threads", false, 2, 128, 128, 5, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1},
         {"transposed by sub-pixel phases, 1 MiB of phase weights packed by all the threads", true, 2, 128, 128, 5, 5, 4, 4, 2, 2, 1, 1, 1, 1, 1},

@@ -242,16 +242,13 @@ namespace xconv
             if (gw != nullptr)
             {
                 // dW_g [Cout_g, K] += dy_g [Cout_g, L] x cols(x_g)^T [L, K], over the batch in order
-                accumulate_weight_grad<T>(
-                    p.batch, p.groups, Cout_g, K,
-                    [&](std::int64_t n, std::int64_t g) {
-                        return conv2d_group_input(p, x, n, g, conv_workspace<T>::local().padded);
-                    },
-                    [&](std::int64_t g, std::int64_t n, const T* src, std::int64_t k_begin, std::int64_t k_end,
-                        std::size_t budget) {
-                        lowered_backward_weight(p.win, taps, Cin_g, Cout_g, grad_out + (n * p.out_channels + g * Cout_g) * L,
-                                                src, gw + g * Cout_g * K, k_begin, k_end, budget, n > 0);
-                    });
+                accumulate_weight_grad<T>(p.groups, Cout_g, K, [&](std::int64_t g, std::int64_t k_begin, std::int64_t k_end, std::size_t budget) {
+                    backward_weight_block<T>(
+                        p.win, taps, Cin_g, Cout_g, p.batch,
+                        [&](std::int64_t n) { return conv2d_group_input(p, x, n, g, conv_workspace<T>::local().padded); },
+                        [&](std::int64_t n) { return grad_out + (n * p.out_channels + g * Cout_g) * L; }, gw + g * Cout_g * K, k_begin,
+                        k_end, budget);
+                });
             }
             if (gx != nullptr)
             {

@@ -150,14 +150,13 @@ namespace xconv
             if (gw != nullptr)
             {
                 // dW_g [Cin_g, K] += x_g [Cin_g, L] x cols(dy_g)^T [L, K], over the batch in order
-                accumulate_weight_grad<T>(
-                    p.batch, p.groups, Cin_g, K,
-                    [&](std::int64_t n, std::int64_t g) { return grad_out + (n * p.out_channels + g * Cout_g) * out_plane; },
-                    [&](std::int64_t g, std::int64_t n, const T* gy_g, std::int64_t k_begin, std::int64_t k_end,
-                        std::size_t budget) {
-                        lowered_backward_weight(p.win, taps, Cout_g, Cin_g, x + (n * p.in_channels + g * Cin_g) * L, gy_g,
-                                                gw + g * Cin_g * K, k_begin, k_end, budget, n > 0);
-                    });
+                accumulate_weight_grad<T>(p.groups, Cin_g, K, [&](std::int64_t g, std::int64_t k_begin, std::int64_t k_end, std::size_t budget) {
+                    backward_weight_block<T>(
+                        p.win, taps, Cout_g, Cin_g, p.batch,
+                        [&](std::int64_t n) { return grad_out + (n * p.out_channels + g * Cout_g) * out_plane; },
+                        [&](std::int64_t n) { return x + (n * p.in_channels + g * Cin_g) * L; }, gw + g * Cin_g * K, k_begin, k_end,
+                        budget);
+                });
             }
             if (gx != nullptr)
             {

@@ -23,9 +23,12 @@
 //     padding; its epilogue stores the tile back transposed.
 //   * backward-data: per tile of positions, the GEMM's output [K, tile] lands in scratch and is
 //     scattered into the plane by col2im_tile (in parallel over channels when asked).
-//   * backward-weights: per tile of positions, im2col_tile builds [rows, tile] of the columns in
-//     scratch and the GEMM accumulates; the rows may be a sub-range [k_begin, k_end), so that
-//     threads can share one weight gradient by columns.
+//   * backward-weights, over the batch, in blocks of columns [k_begin, k_end) of the weight (so
+//     that threads can share one gradient by columns): the implicit GEMM of conv_implicit.hpp,
+//     Wgrad^T = cols grid^T with cols read in place (implicit_backward_weight), when a group has
+//     a register panel of grid channels and the batch enough positions. Otherwise, per sample
+//     and tile of positions, im2col_tile builds [rows, tile] of the columns in scratch and the
+//     GEMM accumulates. Both sum every element in the same order.
 //   * few channels per group (prefer_direct, e.g. depthwise): the GEMM-free loops of direct.hpp.
 //
 // Every element of every result is one accumulation chain in a fixed order (the GEMM's contract;
@@ -535,6 +538,34 @@ namespace xconv
             }
         }
 
+        /// Wgrad [Cg, k_begin : k_end] = sum over the samples n = 0 .. N - 1 of
+        /// grid_of(n) [Cg, L] x cols(plane_of(n))^T [L, k_begin : k_end]: the implicit GEMM of
+        /// conv_implicit.hpp when it applies, else lowered_backward_weight sample after sample
+        /// (the same sums, bit for bit). N must be > 0.
+        template <class T, class PlaneOf, class GridOf>
+        void backward_weight_block(const window2d& win,
+                                   const conv_taps& taps,
+                                   std::int64_t Cp,
+                                   std::int64_t Cg,
+                                   std::int64_t N,
+                                   PlaneOf&& plane_of,
+                                   GridOf&& grid_of,
+                                   T* Wgrad,
+                                   std::int64_t k_begin,
+                                   std::int64_t k_end,
+                                   std::size_t budget)
+        {
+            if (implicit_backward_weight<T>(win, Cp, Cg, N, plane_of, grid_of, Wgrad, k_begin, k_end, budget))
+            {
+                return;
+            }
+            for (std::int64_t n = 0; n < N; ++n)
+            {
+                const T* plane = plane_of(n);
+                lowered_backward_weight(win, taps, Cp, Cg, grid_of(n), plane, Wgrad, k_begin, k_end, budget, n > 0);
+            }
+        }
+
         // ------------------------------------------------------------------ over a batch
 
         /// Scratch budget of a pass run by one caller whose GEMMs use `threads` threads: the
@@ -776,16 +807,14 @@ namespace xconv
             return true;
         }
 
-        /// Computes a weight gradient as a sum over the batch. For every group g and sample n, in
-        /// increasing n, src(n, g) returns the sample's plane (it may stage it in the calling
-        /// thread's buffers) and acc(g, n, plane, k_begin, k_end, budget) adds the sample's
-        /// contribution to the columns [k_begin, k_end) of the group's [rows, K] gradient, or for
-        /// n = 0 writes it there (the gradient need not be zeroed first; N must be > 0). The
-        /// threads share the work by groups when there are enough, else by column ranges; each
-        /// thread walks its columns in blocks that stay in cache while the whole batch streams
-        /// past. Either way every element is accumulated by one thread, over n in order.
-        template <class T, class Src, class Acc>
-        void accumulate_weight_grad(std::int64_t N, std::int64_t G, std::int64_t rows, std::int64_t K, Src&& src, Acc&& acc)
+        /// Computes a weight gradient as a sum over the batch. block(g, k_begin, k_end, budget)
+        /// writes the columns [k_begin, k_end) of group g's [rows, K] gradient, summed over the
+        /// whole batch in increasing n (backward_weight_block). The threads share the work by
+        /// groups when there are enough, else by column ranges; each thread walks its columns in
+        /// blocks that stay in cache while the whole batch streams past. Either way every element
+        /// is accumulated by one thread, over n in order.
+        template <class T, class Block>
+        void accumulate_weight_grad(std::int64_t G, std::int64_t rows, std::int64_t K, Block&& block)
         {
             const std::int64_t threads = conv_threads();
             const auto lanes = static_cast<std::int64_t>(gemm_traits<T>::lanes);
@@ -794,11 +823,7 @@ namespace xconv
             const auto columns = [&](std::int64_t g, std::int64_t k_begin, std::int64_t k_end, std::size_t budget) {
                 for (std::int64_t kb = k_begin; kb < k_end; kb += cache_width)
                 {
-                    const std::int64_t ke = std::min(k_end, kb + cache_width);
-                    for (std::int64_t n = 0; n < N; ++n)
-                    {
-                        acc(g, n, src(n, g), kb, ke, budget);
-                    }
+                    block(g, kb, std::min(k_end, kb + cache_width), budget);
                 }
             };
             if (conv_split_tasks(G, threads))
