@@ -456,7 +456,9 @@ int main(int argc, char** argv)
     // 32 MiB), so the output tensors of the timed calls come from the heap and are reused, as in
     // any long-running process (the Python interpreter running PyTorch is one). Without it, every
     // large output is a fresh mmap whose page faults (about 3 us per 4 KiB page on the reference
-    // machine) dominate the memory-bound shapes.
+    // machine) dominate the memory-bound shapes. Not for --memory: freed heap blocks stay
+    // resident, and the peak resident set would count them.
+    if (!memory)
     {
         static void* volatile block = nullptr;
         block = std::malloc(std::size_t(31) << 20);
