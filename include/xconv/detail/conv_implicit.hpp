@@ -1,4 +1,5 @@
-// xconv: the forward convolution as an implicit GEMM, the im2col matrix read where it lies.
+// xconv: the forward convolution and the weight gradient as implicit GEMMs, the im2col matrix read
+// where it lies.
 //
 // For one group, over the output positions q of a tile of samples and rows:
 //
@@ -19,6 +20,11 @@
 // Every element of C is the GEMM's one fma chain over k = 0 .. K-1 (the contract of
 // gemm_kernel.hpp), with the border's zeros where im2col would have put them: the result is bit
 // for bit that of the packed paths, whatever the tiles, the cap or the threads.
+//
+// The weight gradient runs on the same micro-kernel with the roles turned around
+// (implicit_backward_weight, at the end of this file): Wgrad^T = cols x grid^T, the register
+// tile's rows being columns k of the weight (pointers to their taps' pixels) and its depth the
+// positions q (the table base(q)).
 #ifndef XCONV_DETAIL_CONV_IMPLICIT_HPP
 #define XCONV_DETAIL_CONV_IMPLICIT_HPP
 
@@ -615,6 +621,15 @@ namespace xconv
             }
         }
 
+        /// The fewest positions over the batch (N * L) for which implicit_backward_weight runs.
+        /// Its C^T tile is stored back transposed once per column block, a pass over the gradient
+        /// that costs as much as a few dozen positions' fmas when the gradient is larger than the
+        /// cache. Measured at 1 thread, forward + backward against the column tiles' GEMMs, on a
+        /// 512-channel 7 x 7 layer (a 9 MiB gradient): slower with 49 and 98 positions (batch 1
+        /// and 2), level with 147 and 196; the suite's other layers, 240 positions or more, were
+        /// 5 to 27 % faster.
+        constexpr std::int64_t implicit_wgrad_min_depth = 128;
+
         /// Wgrad [Cg, k_begin : k_end] = sum over the samples n = 0 .. N - 1 of
         /// grid_n [Cg, L] x cols(plane_n)^T [L, k_begin : k_end] (Wgrad has leading dimension
         /// K = Cp * kh * kw), computed transposed as one implicit GEMM per sample,
@@ -635,15 +650,6 @@ namespace xconv
         /// channels than a register panel's columns, fewer than implicit_wgrad_min_depth positions
         /// in the batch, a 1 x 1 window read in place (a plain GEMM), offsets over 32 bits, or
         /// buffers over `budget` bytes.
-        /// The fewest positions over the batch (N * L) for which implicit_backward_weight runs.
-        /// Its C^T tile is stored back transposed once per column block, a pass over the gradient
-        /// that costs as much as a few dozen positions' fmas when the gradient is larger than the
-        /// cache. Measured at 1 thread, forward + backward against the column tiles' GEMMs, on a
-        /// 512-channel 7 x 7 layer (a 9 MiB gradient): slower with 49 and 98 positions (batch 1
-        /// and 2), level with 147 and 196; the suite's other layers, 240 positions or more, were
-        /// 5 to 27 % faster.
-        constexpr std::int64_t implicit_wgrad_min_depth = 128;
-
         template <class T, class PlaneOf, class GridOf>
         bool implicit_backward_weight(const window2d& win,
                                       std::int64_t Cp,
