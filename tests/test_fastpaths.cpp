@@ -775,6 +775,11 @@ TEST_CASE("implicit GEMM weight gradient: bitwise the column tiles' GEMMs, and t
     CHECK(std::all_of(w.begin(), w.end(), [](float v) { return v == -1.0f; }));
     CHECK(xconv::detail::implicit_backward_weight<float>(win, 3, 2 * nr, 2, plane_of, grid_of, w.data(), 0, 27, std::size_t(4) << 20));
 
+    // Through conv2d with padding modes other than zeros (the pass reads each sample's padded
+    // copy, staged in the thread's buffer): every gradient against the reference.
+    check_conv_case<float>({3, 6, nr + 6, 9, 11, 3, 3, 1, 1, 2, 1, 1, 1, 1, xconv::padding_mode::reflect}, gen, 1e-4);
+    check_conv_case<float>({2, 5, nr, 8, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, xconv::padding_mode::circular}, gen, 1e-4);
+
     // Through conv2d_backward and conv_transpose2d_backward: the reference gradient, and bitwise
     // the same under caps that leave no room for the implicit pass (the column tiles' route).
     // (5 samples of 5 x 6 positions: over implicit_wgrad_min_depth)
