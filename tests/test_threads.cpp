@@ -8,12 +8,21 @@
 // Scratch memory under threads: the per-thread buffers that calls leave for later calls, plus a
 // call's weights packed once, stay within the scratch limit over forward and backward passes of
 // layers that pack their weights once; release_scratch frees them all and changes no result.
+// With plain threads (std::thread, any build): a buffer kept by another thread is freed when the
+// cap needs its room and no running pass uses it; a running pass keeps its buffers, but gives
+// back the part an earlier, larger pass grew and it did not ask for.
+#include <algorithm>
 #include <array>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -333,5 +342,173 @@ TEST_CASE("scratch: kept buffers and packed weights stay within the limit, and r
 #else
     check("1 thread");
 #endif
+    xconv::set_scratch_limit(saved_limit);
+}
+
+namespace
+{
+    /// A thread that runs the steps it is given one at a time, each when asked, so that a test can
+    /// interleave it with the main thread in a fixed order.
+    class stepper
+    {
+    public:
+        stepper() : m_thread([this] { loop(); }) {}
+        ~stepper()
+        {
+            run({});
+            m_thread.join();
+        }
+        /// Runs f on the thread and waits until it is done (an empty f ends the thread).
+        void run(std::function<void()> f)
+        {
+            std::unique_lock<std::mutex> lock(m_mutex);
+            m_step = std::move(f);
+            m_pending = true;
+            m_cv.notify_all();
+            m_cv.wait(lock, [this] { return !m_pending; });
+        }
+
+    private:
+        void loop()
+        {
+            for (;;)
+            {
+                std::function<void()> f;
+                {
+                    std::unique_lock<std::mutex> lock(m_mutex);
+                    m_cv.wait(lock, [this] { return m_pending; });
+                    f = std::move(m_step);
+                }
+                const bool last = !f;
+                if (f)
+                {
+                    f();
+                }
+                std::lock_guard<std::mutex> lock(m_mutex);
+                m_pending = false;
+                m_cv.notify_all();
+                if (last)
+                {
+                    return;
+                }
+            }
+        }
+
+        std::mutex m_mutex;
+        std::condition_variable m_cv;
+        std::function<void()> m_step;
+        bool m_pending = false;
+        std::thread m_thread;
+    };
+
+    /// A per-thread buffer of the calling thread, as the workspaces hold them.
+    xconv::detail::aligned_buffer<float>& kept_buffer()
+    {
+        thread_local xconv::detail::aligned_buffer<float> b{xconv::detail::scratch_kind::per_thread};
+        return b;
+    }
+
+    bool holds(const float* p, std::size_t n, float v)
+    {
+        for (std::size_t i = 0; i < n; ++i)
+        {
+            if (p[i] != v)
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+}  // namespace
+
+TEST_CASE("scratch: another thread's kept buffers are freed for room, a running pass's only trimmed to what it asked for", "[threads]")
+{
+    const std::size_t saved_limit = xconv::scratch_limit();
+    constexpr std::size_t limit = std::size_t(1) << 20, big = 600 << 10, small = 100 << 10;  // bytes
+    constexpr std::size_t n_big = big / sizeof(float), n_small = small / sizeof(float);
+    xconv::set_scratch_limit(limit);
+    xconv::release_scratch();
+    REQUIRE(xconv::scratch_held() == 0);
+    stepper other;
+    float* theirs = nullptr;
+
+    SECTION("a pass that has ended: its buffer is freed")
+    {
+        other.run([&] {
+            const xconv::detail::scratch_call call;
+            theirs = kept_buffer().get(n_big);
+            std::fill(theirs, theirs + n_big, 1.0f);
+        });
+        CHECK(xconv::scratch_held() == big);
+        xconv::detail::scratch_bytes().reset_peak();
+        {
+            const xconv::detail::scratch_call call;
+            float* mine = kept_buffer().get(n_big);
+            std::fill(mine, mine + n_big, 2.0f);
+            CHECK(xconv::scratch_held() == big);  // theirs freed, mine allocated
+        }
+        CHECK(xconv::detail::scratch_bytes().peak.load() <= limit);
+        // The other thread's next pass allocates anew.
+        other.run([&] {
+            const xconv::detail::scratch_call call;
+            theirs = kept_buffer().get(n_small);
+            std::fill(theirs, theirs + n_small, 3.0f);
+        });
+        CHECK(xconv::scratch_held() == big + small);
+    }
+
+    SECTION("a running pass: its buffer stays, whole as far as it asked")
+    {
+        // The other thread's pass is still running (its scope is open) when the main thread grows.
+        std::unique_ptr<xconv::detail::scratch_call> open;
+        other.run([&] {
+            open = std::make_unique<xconv::detail::scratch_call>();
+            theirs = kept_buffer().get(n_big);
+            std::fill(theirs, theirs + n_big, 1.0f);
+        });
+        {
+            const xconv::detail::scratch_call call;
+            float* mine = kept_buffer().get(n_big);
+            std::fill(mine, mine + n_big, 2.0f);
+            CHECK(xconv::scratch_held() == 2 * big);  // over the cap: nothing could be freed
+            CHECK(holds(theirs, n_big, 1.0f));
+        }
+        other.run([&] {
+            CHECK(kept_buffer().get(n_big) == theirs);
+            open.reset();
+        });
+    }
+
+    SECTION("a running pass that asked for less than its buffer holds: the rest is given back")
+    {
+        std::unique_ptr<xconv::detail::scratch_call> open;
+        other.run([&] {
+            {
+                const xconv::detail::scratch_call call;
+                kept_buffer().get(n_big);  // an earlier, larger pass
+            }
+            open = std::make_unique<xconv::detail::scratch_call>();
+            theirs = kept_buffer().get(n_small);
+            std::fill(theirs, theirs + n_small, 1.0f);
+        });
+        CHECK(xconv::scratch_held() == big);
+        xconv::detail::scratch_bytes().reset_peak();
+        {
+            const xconv::detail::scratch_call call;
+            float* mine = kept_buffer().get(n_big);
+            std::fill(mine, mine + n_big, 2.0f);
+            CHECK(xconv::scratch_held() == big + small);
+        }
+        CHECK(xconv::detail::scratch_bytes().peak.load() <= limit);
+        other.run([&] {
+            CHECK(holds(theirs, n_small, 1.0f));
+            CHECK(kept_buffer().get(n_small) == theirs);  // the part asked for is still its own
+            open.reset();
+        });
+    }
+
+    other.run([] { xconv::release_scratch(); });
+    xconv::release_scratch();
+    CHECK(xconv::scratch_held() == 0);
     xconv::set_scratch_limit(saved_limit);
 }

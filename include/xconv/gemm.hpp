@@ -84,6 +84,7 @@ namespace xconv
             return;
         }
 #endif
+        const detail::scratch_call call;  // its packed blocks are this call's until it returns
         detail::gemm_strided<T>(M, N, K, A, B, C, accumulate);
     }
 }  // namespace xconv

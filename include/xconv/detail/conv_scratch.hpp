@@ -14,10 +14,10 @@
 // three quarters of the limit, taken out of the other buffers' share) and frees it on return.
 //
 // What the threads keep from the passes of earlier calls counts too (aligned_buffer.hpp): if the
-// bytes held would otherwise pass the limit, the threads of a call's team free their buffers that
-// no running pass uses before the call packs its weights, and a thread frees its own before one
-// of its buffers grows; when there is still no room beside what is held, the weights are packed
-// per GEMM instead (the same values). So the bytes all buffers hold stay within the limit, up to
+// bytes held would otherwise pass the limit, the buffers that no running pass uses (any
+// thread's) are freed before the call packs its weights and before a buffer grows, and the running
+// passes' buffers give back what they hold past what their pass asked for; when there is still no
+// room beside what is held, the weights are packed per GEMM instead (the same values). So the bytes all buffers hold stay within the limit, up to
 // the two exceptions below.
 //
 // Two things are outside the cap: a padded copy of one sample's group of input channels (or of
@@ -34,10 +34,6 @@
 #include <new>
 
 #include "aligned_buffer.hpp"
-
-#if defined(XCONV_USE_OPENMP)
-#include <omp.h>
-#endif
 
 namespace xconv
 {
@@ -67,38 +63,20 @@ namespace xconv
         return detail::scratch_bytes().held.load(std::memory_order_relaxed);
     }
 
-    namespace detail
+    /// Frees the scratch buffers xconv's threads keep between calls: those of every thread,
+    /// except the buffers of calls running now in other threads. The next call allocates its
+    /// buffers anew.
+    inline void release_scratch() noexcept
     {
-        /// release_thread_scratch(epoch) in the calling thread and, in a build with OpenMP called
-        /// outside a parallel region, in every thread of its team (each frees only its own).
-        inline void release_team_scratch(std::uint64_t epoch)
-        {
-#if defined(XCONV_USE_OPENMP)
-            if (!omp_in_parallel() && omp_get_max_threads() > 1)
-            {
-#pragma omp parallel
-                release_thread_scratch(epoch);
-                return;
-            }
-#endif
-            release_thread_scratch(epoch);
-        }
-    }  // namespace detail
-
-    /// Frees the per-thread scratch buffers of the calling thread and, in a build with OpenMP
-    /// called outside a parallel region, of the threads of its team. Call it between calls (no
-    /// convolution of this thread's may be running); the next call allocates its buffers anew.
-    inline void release_scratch()
-    {
-        detail::release_team_scratch(UINT64_MAX);
+        detail::free_kept_scratch(0);
     }
 
     namespace detail
     {
         /// Whether a call may take `bytes` of scratch of its own (weights packed once for the
         /// call): at most three quarters of the limit, and room beside what the buffers hold.
-        /// The threads first free their buffers that no pass running now uses (left by earlier
-        /// passes and other layers) if the bytes would not fit beside them. Call it from the
+        /// If the bytes would not fit beside them, the buffers that no running pass uses (kept
+        /// from earlier passes and other layers, by any thread) are freed first. Call it from the
         /// thread running the call, outside the call's parallel regions.
         inline bool reserve_call_scratch(std::size_t bytes)
         {
@@ -109,7 +87,7 @@ namespace xconv
             }
             if (scratch_held() + bytes > limit)
             {
-                release_team_scratch(current_scratch_epoch());
+                free_kept_scratch(limit - bytes);
             }
             return scratch_held() + bytes <= limit;
         }
