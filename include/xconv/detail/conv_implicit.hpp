@@ -267,6 +267,27 @@ namespace xconv
 #endif
         }
 
+        /// dst [rows, rs] = rows [y0, y0 + rows) of the plane `in` (win.height x win.width) in its
+        /// zero-bordered copy: win.pad_left zero columns, the row, zeros to rs; rows outside the
+        /// plane all zeros.
+        template <class T>
+        void bordered_rows(const window2d& win, const T* in, std::int64_t y0, std::int64_t rows, std::int64_t rs, T* dst) noexcept
+        {
+            const std::int64_t x_begin = std::clamp<std::int64_t>(win.pad_left, 0, rs);
+            const std::int64_t x_end = std::clamp<std::int64_t>(win.pad_left + win.width, x_begin, rs);
+            for (std::int64_t y = 0; y < rows; ++y)
+            {
+                T* d = dst + y * rs;
+                const std::int64_t iy = y0 + y;
+                if (iy < 0 || iy >= win.height)
+                {
+                    std::fill(d, d + rs, T(0));
+                    continue;
+                }
+                bordered_row(d, rs, in + iy * win.width + (x_begin - win.pad_left), x_begin, x_end);
+            }
+        }
+
         /// Bytes of the tile of C^T and the bordered rows it reads: they stay in a 1 MiB L2 cache
         /// beside the B micro-panel streaming through (640 KiB measured a little faster on the
         /// suite's 3 x 3 layers than 384 KiB, which splits a 14 x 14 sample of 256 channels in two).
@@ -503,21 +524,8 @@ namespace xconv
                     for (std::int64_t sc = sc0; sc < sc1; ++sc)
                     {
                         const std::int64_t s = sc / Cp, c = sc - s * Cp;
-                        const T* in = plane + (s0 + s) * plane_stride + c * win.height * win.width;
-                        T* dst = buf.source + s * ss + c * ps;
-                        for (std::int64_t y = 0; y < band; ++y)
-                        {
-                            T* d = dst + y * rs;
-                            const std::int64_t iy = y0 + y;
-                            if (iy < 0 || iy >= win.height)
-                            {
-                                std::fill(d, d + rs, T(0));
-                                continue;
-                            }
-                            const std::int64_t x_begin = std::clamp<std::int64_t>(win.pad_left, 0, rs);
-                            const std::int64_t x_end = std::clamp<std::int64_t>(win.pad_left + win.width, x_begin, rs);
-                            bordered_row(d, rs, in + iy * win.width + (x_begin - win.pad_left), x_begin, x_end);
-                        }
+                        bordered_rows(win, plane + (s0 + s) * plane_stride + c * win.height * win.width, y0, band, rs,
+                                      buf.source + s * ss + c * ps);
                     }
                 }
                 sync();
@@ -722,8 +730,6 @@ namespace xconv
             }
             std::fill(base + L, base + L + static_cast<std::int64_t>(implicit_prefetch_distance), 0);
 
-            const std::int64_t x_begin = std::clamp<std::int64_t>(win.pad_left, 0, rs);
-            const std::int64_t x_end = std::clamp<std::int64_t>(win.pad_left + win.width, x_begin, rs);
             for (std::int64_t n = 0; n < N; ++n)
             {
                 const T* plane = plane_of(n);
@@ -734,19 +740,7 @@ namespace xconv
                     // The zero-bordered copy of the channels [c_lo, c_hi).
                     for (std::int64_t c = c_lo; c < c_hi; ++c)
                     {
-                        const T* in = plane + c * win.height * win.width;
-                        T* dst = source + (c - c_lo) * ps;
-                        for (std::int64_t y = 0; y < geo.height; ++y)
-                        {
-                            T* d = dst + y * rs;
-                            const std::int64_t iy = y - win.pad_top;
-                            if (iy < 0 || iy >= win.height)
-                            {
-                                std::fill(d, d + rs, T(0));
-                                continue;
-                            }
-                            bordered_row(d, rs, in + iy * win.width + (x_begin - win.pad_left), x_begin, x_end);
-                        }
+                        bordered_rows(win, plane + c * win.height * win.width, -win.pad_top, geo.height, rs, source + (c - c_lo) * ps);
                     }
                     src = source;
                 }
