@@ -408,6 +408,14 @@ namespace
         return b;
     }
 
+    /// The calling thread's kept buffer, asked for n floats, filled with v.
+    float* fill_kept(std::size_t n, float v)
+    {
+        float* p = kept_buffer().get(n);
+        std::fill(p, p + n, v);
+        return p;
+    }
+
     bool holds(const float* p, std::size_t n, float v)
     {
         for (std::size_t i = 0; i < n; ++i)
@@ -436,23 +444,20 @@ TEST_CASE("scratch: another thread's kept buffers are freed for room, a running 
     {
         other.run([&] {
             const xconv::detail::scratch_call call;
-            theirs = kept_buffer().get(n_big);
-            std::fill(theirs, theirs + n_big, 1.0f);
+            theirs = fill_kept(n_big, 1.0f);
         });
         CHECK(xconv::scratch_held() == big);
         xconv::detail::scratch_bytes().reset_peak();
         {
             const xconv::detail::scratch_call call;
-            float* mine = kept_buffer().get(n_big);
-            std::fill(mine, mine + n_big, 2.0f);
+            fill_kept(n_big, 2.0f);
             CHECK(xconv::scratch_held() == big);  // theirs freed, mine allocated
         }
         CHECK(xconv::detail::scratch_bytes().peak.load() <= limit);
         // The other thread's next pass allocates anew.
         other.run([&] {
             const xconv::detail::scratch_call call;
-            theirs = kept_buffer().get(n_small);
-            std::fill(theirs, theirs + n_small, 3.0f);
+            theirs = fill_kept(n_small, 3.0f);
         });
         CHECK(xconv::scratch_held() == big + small);
     }
@@ -463,13 +468,11 @@ TEST_CASE("scratch: another thread's kept buffers are freed for room, a running 
         std::unique_ptr<xconv::detail::scratch_call> open;
         other.run([&] {
             open = std::make_unique<xconv::detail::scratch_call>();
-            theirs = kept_buffer().get(n_big);
-            std::fill(theirs, theirs + n_big, 1.0f);
+            theirs = fill_kept(n_big, 1.0f);
         });
         {
             const xconv::detail::scratch_call call;
-            float* mine = kept_buffer().get(n_big);
-            std::fill(mine, mine + n_big, 2.0f);
+            fill_kept(n_big, 2.0f);
             CHECK(xconv::scratch_held() == 2 * big);  // over the cap: nothing could be freed
             CHECK(holds(theirs, n_big, 1.0f));
         }
@@ -488,15 +491,13 @@ TEST_CASE("scratch: another thread's kept buffers are freed for room, a running 
                 kept_buffer().get(n_big);  // an earlier, larger pass
             }
             open = std::make_unique<xconv::detail::scratch_call>();
-            theirs = kept_buffer().get(n_small);
-            std::fill(theirs, theirs + n_small, 1.0f);
+            theirs = fill_kept(n_small, 1.0f);
         });
         CHECK(xconv::scratch_held() == big);
         xconv::detail::scratch_bytes().reset_peak();
         {
             const xconv::detail::scratch_call call;
-            float* mine = kept_buffer().get(n_big);
-            std::fill(mine, mine + n_big, 2.0f);
+            fill_kept(n_big, 2.0f);
             CHECK(xconv::scratch_held() == big + small);
         }
         CHECK(xconv::detail::scratch_bytes().peak.load() <= limit);

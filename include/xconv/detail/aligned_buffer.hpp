@@ -229,6 +229,8 @@ namespace xconv
 #endif
         }
 
+        template <class F>
+        void for_kept_buffers(std::size_t enough, F&& f) noexcept;
         template <class Pred>
         void free_kept_scratch_locked(Pred&& may_free, std::size_t enough) noexcept;
         inline void trim_slack_locked(std::size_t enough) noexcept;
@@ -259,7 +261,7 @@ namespace xconv
             }
             ~aligned_buffer_base()
             {
-                if (m_registered)
+                if (m_owner != nullptr)
                 {
                     const std::lock_guard<std::mutex> lock(scratch_lock());
                     free_memory();
@@ -299,10 +301,9 @@ namespace xconv
                 if (bytes > m_bytes)
                 {
                     free_memory();
-                    if (!m_registered)
+                    if (m_owner == nullptr)
                     {
                         kept_buffers().push_back(this);
-                        m_registered = true;
                         m_owner = &me;
                     }
                     make_room(bytes);
@@ -315,6 +316,8 @@ namespace xconv
         private:
             static constexpr std::size_t alignment = 64;
 
+            template <class F>
+            friend void for_kept_buffers(std::size_t enough, F&& f) noexcept;
             template <class Pred>
             friend void free_kept_scratch_locked(Pred&& may_free, std::size_t enough) noexcept;
             friend void trim_slack_locked(std::size_t enough) noexcept;
@@ -364,16 +367,14 @@ namespace xconv
             std::size_t m_bytes = 0;
             std::size_t m_asked = 0;                        // the most the pass m_epoch asked for
             std::uint64_t m_epoch = 0;                     // the pass that last asked for it
-            const scratch_thread_state* m_owner = nullptr;  // the thread it belongs to
+            const scratch_thread_state* m_owner = nullptr;  // its thread, once in kept_buffers()
             bool m_per_thread = false;
-            bool m_registered = false;
         };
 
-        /// Frees kept (per-thread) buffers for which may_free(epoch, owner) holds, the calling
-        /// thread's first, until the bytes held are at most `enough` (0: all of them). Call it
-        /// under scratch_lock.
-        template <class Pred>
-        void free_kept_scratch_locked(Pred&& may_free, std::size_t enough) noexcept
+        /// Calls f(b) on the kept (per-thread) buffers, the calling thread's first, until the
+        /// bytes held are at most `enough` (0: on all of them). Call it under scratch_lock.
+        template <class F>
+        void for_kept_buffers(std::size_t enough, F&& f) noexcept
         {
             const scratch_thread_state* const me = &scratch_thread();
             for (const bool own : {true, false})
@@ -384,33 +385,32 @@ namespace xconv
                     {
                         return;
                     }
-                    if (b->m_data != nullptr && (b->m_owner == me) == own && may_free(b->m_epoch, b->m_owner))
+                    if ((b->m_owner == me) == own)
                     {
-                        b->free_memory();
+                        f(*b);
                     }
                 }
             }
         }
 
-        /// Gives back the slack of kept buffers (trim_slack), the calling thread's first, until the
-        /// bytes held are at most `enough`. Call it under scratch_lock.
+        /// Frees kept buffers for which may_free(epoch, owner) holds, until the bytes held are at
+        /// most `enough` (0: all of them). Call it under scratch_lock.
+        template <class Pred>
+        void free_kept_scratch_locked(Pred&& may_free, std::size_t enough) noexcept
+        {
+            for_kept_buffers(enough, [&](aligned_buffer_base& b) {
+                if (b.m_data != nullptr && may_free(b.m_epoch, b.m_owner))
+                {
+                    b.free_memory();
+                }
+            });
+        }
+
+        /// Gives back the slack of kept buffers (trim_slack) until the bytes held are at most
+        /// `enough` (0: all slack). Call it under scratch_lock.
         inline void trim_slack_locked(std::size_t enough) noexcept
         {
-            const scratch_thread_state* const me = &scratch_thread();
-            for (const bool own : {true, false})
-            {
-                for (aligned_buffer_base* b : kept_buffers())
-                {
-                    if (scratch_bytes().held.load(std::memory_order_relaxed) <= enough)
-                    {
-                        return;
-                    }
-                    if ((b->m_owner == me) == own)
-                    {
-                        b->trim_slack();
-                    }
-                }
-            }
+            for_kept_buffers(enough, [](aligned_buffer_base& b) { b.trim_slack(); });
         }
 
         /// Frees the kept buffers that no running pass uses, of every thread; with `enough` > 0,

@@ -15,10 +15,10 @@
 //
 // What the threads keep from the passes of earlier calls counts too (aligned_buffer.hpp): if the
 // bytes held would otherwise pass the limit, the buffers that no running pass uses (any
-// thread's) are freed before the call packs its weights and before a buffer grows, and the running
-// passes' buffers give back what they hold past what their pass asked for; when there is still no
-// room beside what is held, the weights are packed per GEMM instead (the same values). So the bytes all buffers hold stay within the limit, up to
-// the two exceptions below.
+// thread's) are freed before the call packs its weights and before a buffer grows, and the
+// running passes' buffers give back what they hold past what their pass asked for; when there is
+// still no room beside what is held, the weights are packed per GEMM instead (the same values).
+// So the bytes all buffers hold stay within the limit, up to the two exceptions below.
 //
 // Two things are outside the cap: a padded copy of one sample's group of input channels (or of
 // its gradient) for padding modes other than zeros, and a floor of one tile (one GEMM register
