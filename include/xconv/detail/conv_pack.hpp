@@ -507,8 +507,9 @@ namespace xconv
                                 continue;
                             }
                             // elements 2a .. 2(b - 1) of the row from the run's first position
-                            // (which may lie before the row: only those elements are read)
-                            const std::uint32_t span = ((2 * (b - a) - 1) >= 32 ? 0xFFFFFFFFu : ((1u << (2 * (b - a) - 1)) - 1u)) << (2 * a);
+                            // (which may lie before the row: only those elements are read); with
+                            // b <= len <= 16 the highest is bit 30
+                            const std::uint32_t span = ((1u << (2 * (b - a) - 1)) - 1u) << (2 * a);
                             const T* src = reinterpret_cast<const T*>(reinterpret_cast<std::uintptr_t>(base + at.c * P + y * w.width)
                                                                       + static_cast<std::uintptr_t>(taps.x_off[j] * static_cast<std::int64_t>(sizeof(T))));
                             const __m512 v0 = _mm512_maskz_loadu_ps(static_cast<__mmask16>(span), src);
