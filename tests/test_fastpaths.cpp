@@ -464,6 +464,7 @@ TEST_CASE("conv2d paths: narrow outputs, 1x1 kernels, direct kernels, large padd
         {2, 12, 10, 9, 11, 1, 1},
         {2, 12, 10, 9, 11, 1, 1, 1, 1, 0, 0, 1, 1, 2},
         {1, 8, 6, 5, 7, 1, 1, 2, 2},                  // 1x1 with stride: general path
+        {1, 128, nr, 17, 16, 1, 1},                   // 1x1, a panel of outputs, depth 128, wide: packed GEMM
         // padding larger than the kernel (negative offsets in the direct backward-data)
         {2, 3, 4, 5, 6, 2, 2, 1, 1, 3, 2},
         // direct kernels: depthwise 3x3 / 5x5 / 1x1 at widths around the vector width, multipliers
@@ -491,6 +492,7 @@ TEST_CASE("conv2d paths: narrow outputs, 1x1 kernels, direct kernels, large padd
     }
     std::vector<conv_case> double_cases = {
         {2, 6, nr_d, 3, 4, 3, 3, 1, 1, 1, 1},
+        {1, 128, nr_d, 9, 15, 1, 1},
         {1, 3, 3, 11, 17, 3, 3, 1, 1, 1, 1, 1, 1, 3},
         {2, 3, 3, 12, 21, 5, 5, 1, 1, 2, 2, 1, 1, 3},
     };
