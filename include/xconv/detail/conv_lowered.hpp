@@ -625,12 +625,12 @@ namespace xconv
         /// transposed: it pays unless the product is shallow (below 128, measured on the suite's
         /// 7 x 7 stem, K = 147), and for narrow outputs, computed transposed anyway. Not for a
         /// 1 x 1 window read in place (is_identity), which the plain GEMM reads with nothing to
-        /// save: there the implicit tile's rows step through the channels a whole plane apart,
-        /// and measured on the Xeon (1 thread, float32, against the plain GEMM, in one process)
-        /// it took 1.45 times as long on the suite's 56 x 56 layer (256 -> 64 channels); at
-        /// 28 x 28 (512 -> 128) 0.96 times as long at 1 thread but 1.15 at 2 threads and in
-        /// float64; level at 14 x 14. Narrow outputs keep it.
-        /// Few channels per group go to the direct passes instead.
+        /// save: there the implicit tile's rows step through the channels a whole plane apart.
+        /// Measured on the Xeon against the plain GEMM, in one process: 1.45 times as long on
+        /// the suite's 56 x 56 layer (256 -> 64 channels; float32, 1 thread; 1.41 to 1.68 at 2
+        /// threads and in float64); at 28 x 28 (512 -> 128) 0.96 times as long at 1 thread but
+        /// 1.15 at 2 and 1.13 in float64; level at 14 x 14. Narrow outputs keep it. Few channels
+        /// per group go to the direct passes instead.
         template <class T>
         bool use_implicit(const window2d& win, std::int64_t Cp, std::int64_t Cg) noexcept
         {
