@@ -634,12 +634,9 @@ namespace xconv
         template <class T>
         bool use_implicit(const window2d& win, std::int64_t Cp, std::int64_t Cg) noexcept
         {
-            if (is_identity(win) && !narrow_output<T>(win.blocks(), Cg))
-            {
-                return false;
-            }
+            const bool narrow = narrow_output<T>(win.blocks(), Cg);
             return !prefer_direct(Cp, Cg) && implicit_forward_applies<T>(win, Cp, Cg)
-                   && (Cp * win.taps() >= 128 || narrow_output<T>(win.blocks(), Cg));
+                   && (narrow || (Cp * win.taps() >= 128 && !is_identity(win)));
         }
 
         /// A B packer (gemm_pack.hpp) of the columns [col0, col0 + N) of another's operand.
