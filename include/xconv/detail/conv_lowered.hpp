@@ -361,8 +361,10 @@ namespace xconv
         }
 
         /// plane = col2im( W^T [K, Cg] x grid [Cg, L] ), plane overwritten, plus bias[c] on
-        /// channel c when bias is not null. With `parallel`, col2im splits the channels between
-        /// the threads (the GEMMs parallelise themselves).
+        /// channel c when bias is not null. With `parallel`, the threads share out blocks of
+        /// channels when there are channels enough, each doing its blocks' GEMMs and col2im;
+        /// else the GEMMs parallelise themselves and col2im splits the channels between the
+        /// threads.
         template <class T>
         void lowered_backward_data(const window2d& win,
                                    const conv_taps& taps,
@@ -428,12 +430,18 @@ namespace xconv
             // Tiles of Cb whole channels (Cb*taps rows) x Lt positions, small enough to stay in
             // cache between the GEMM that writes them and the col2im that reads them, and about
             // square when both are large: the GEMM packs its A block (the rows of W^T) and its B
-            // block (the positions of the grid) again for every tile.
+            // block (the positions of the grid) again for every tile. With threads, the blocks of
+            // channels are shared out, each thread running the GEMM and the col2im of its own
+            // (the same sums, in the same order): a tile is then summed by the thread that wrote
+            // it, and neighbouring channels' planes are written by one thread.
+            const std::int64_t threads = parallel ? conv_threads() : 1;
+            const bool split = conv_split_tasks(Cp, threads);
+            const std::size_t thread_budget = split ? budget / static_cast<std::size_t>(threads) : budget;
             const std::int64_t taps_n = win.taps();
             const bool transposed_tile = narrow_output<T>(L, K);
             const auto NR = static_cast<std::int64_t>(gemm_traits<T>::nr);
             const auto tile_elems = static_cast<std::int64_t>(
-                std::max(std::min(budget / 2, cache_tile_bytes) / sizeof(T), static_cast<std::size_t>(taps_n * NR)));
+                std::max(std::min(thread_budget / 2, cache_tile_bytes) / sizeof(T), static_cast<std::size_t>(taps_n * NR)));
             std::int64_t Lt = L;
             if (!transposed_tile)
             {
@@ -448,6 +456,12 @@ namespace xconv
                 Lt = std::min(Lt, L);
             }
             std::int64_t Cb = std::clamp<std::int64_t>(tile_elems / (Lt * taps_n), 1, Cp);
+            if (split)
+            {
+                // A whole number of blocks per thread, as even as the channels allow.
+                const std::int64_t rounds = (Cp + threads * Cb - 1) / (threads * Cb);
+                Cb = std::max<std::int64_t>(1, (Cp + threads * rounds - 1) / (threads * rounds));
+            }
             // A packed W^T is read from a row that starts a register panel: whole panels per block.
             const bool use_packed = packed_wt != nullptr && !transposed_tile;
             if (use_packed && Cb < Cp)
@@ -456,13 +470,13 @@ namespace xconv
                 const std::int64_t step = MR / std::gcd(taps_n, MR);
                 Cb = std::min(Cp, std::max(step, Cb / step * step));
             }
-            T* tile = conv_workspace<T>::local().tile.get(static_cast<std::size_t>(Cb * taps_n * Lt));
-            conv_segment* segs = conv_segments(conv_segment_slot::pass, static_cast<std::size_t>(max_segments(Lt, win.blocks_w)));
-            for (std::int64_t c0 = 0; c0 < Cp; c0 += Cb)
-            {
-                const std::int64_t c1 = std::min(Cp, c0 + Cb);
+            const std::int64_t blocks = (Cp + Cb - 1) / Cb;
+            conv_parallel_for(blocks, split, [&](std::int64_t b) {
+                const std::int64_t c0 = b * Cb, c1 = std::min(Cp, c0 + Cb);
                 const std::int64_t k0 = c0 * taps_n, kn = (c1 - c0) * taps_n;
                 const auto ukn = static_cast<std::size_t>(kn);
+                T* tile = conv_workspace<T>::local().tile.get(static_cast<std::size_t>(Cb * taps_n * Lt));
+                conv_segment* segs = conv_segments(conv_segment_slot::pass, static_cast<std::size_t>(max_segments(Lt, win.blocks_w)));
                 for (std::int64_t l0 = 0; l0 < L; l0 += Lt)
                 {
                     const std::int64_t n = std::min(Lt, L - l0);
@@ -488,9 +502,9 @@ namespace xconv
                     const std::size_t n_segs = split_positions(win, l0, l0 + n, segs);
                     // the plane starts from the bias, set by the first tile of its channels
                     col2im_tile(tile, transposed_tile ? 1 : n, transposed_tile ? kn : 1, win, taps, c0, c1, segs, n_segs,
-                                plane, parallel, col2im_start<T>{l0 == 0, bias});
+                                plane, parallel && !split, col2im_start<T>{l0 == 0, bias});
                 }
-            }
+            });
         }
 
         /// Wgrad [Cg, k_begin : k_end] (+)= grid [Cg, L] x cols(plane)^T [L, k_begin : k_end]
