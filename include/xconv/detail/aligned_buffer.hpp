@@ -75,7 +75,8 @@ namespace xconv
 
         /// The lock of the bookkeeping that crosses threads: the passes running, the per-thread
         /// buffers of all threads (their allocations and the passes that last used them). It is
-        /// taken a few dozen times per call (once per buffer a pass asks for), never in a kernel.
+        /// taken a few dozen times per call (when a pass first asks a buffer for its bytes, and
+        /// each time a thread of a parallel region asks), never in a kernel.
         /// Never destroyed, so that threads ending after main can still take it.
         inline std::mutex& scratch_lock() noexcept
         {
@@ -288,10 +289,17 @@ namespace xconv
                     }
                     return m_data;
                 }
+                // Once marked by the running pass for at least these bytes, no other thread frees
+                // the buffer or gives back any of them while the pass runs: no lock needed.
+                // (Only this thread writes m_epoch and m_asked.)
+                const scratch_thread_state& me = scratch_thread();
+                if (me.depth > 0 && m_epoch == me.epoch && bytes <= m_asked)
+                {
+                    return m_data;
+                }
                 // Under the lock: another thread may free this buffer (no running pass used it)
                 // or give back its tail (past what the pass asked for), until it is marked here.
                 const std::lock_guard<std::mutex> lock(scratch_lock());
-                const scratch_thread_state& me = scratch_thread();
                 if (m_epoch != me.epoch)
                 {
                     m_epoch = me.epoch;
