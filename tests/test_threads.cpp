@@ -281,6 +281,10 @@ TEST_CASE("scratch: kept buffers and packed weights stay within the limit, and r
     const auto wt = xconv_test::random_tensor<float, 4>({128, 64, 4, 4}, gen);
     const auto x7 = xconv_test::random_tensor<float, 4>({2, 128, 7, 7}, gen);
     const auto w3 = xconv_test::random_tensor<float, 4>({128, 128, 3, 3}, gen);
+    // One sample with few positions and a wide weight: the input gradient's tiles are computed
+    // transposed, and the GEMM packs a block of that weight (1.7 MiB) per tile.
+    const auto x5 = xconv_test::random_tensor<float, 4>({1, 128, 5, 5}, gen);
+    const auto w5 = xconv_test::random_tensor<float, 4>({384, 128, 3, 3}, gen);
     xconv::conv_transpose2d_options ot;
     ot.stride = 2;
     ot.padding = 1;
@@ -299,6 +303,8 @@ TEST_CASE("scratch: kept buffers and packed weights stay within the limit, and r
             r.push_back(xconv::conv2d_backward(r.back(), x7, w3, o).grad_input);
             r.push_back(xconv::conv2d(x7, w3, od));
             r.push_back(xconv::conv2d_backward(r.back(), x7, w3, od).grad_weight);
+            r.push_back(xconv::conv2d(x5, w5, o));
+            r.push_back(xconv::conv2d_backward(r.back(), x5, w5, o).grad_input);
         }
         return r;
     };

@@ -456,6 +456,15 @@ namespace xconv
                 Lt = std::min(Lt, L);
             }
             std::int64_t Cb = std::clamp<std::int64_t>(tile_elems / (Lt * taps_n), 1, Cp);
+            if (transposed_tile)
+            {
+                // The GEMM of a transposed tile packs a B block of its kc x (Cb * taps) weights:
+                // with the tile and an A block, within the thread's budget.
+                const std::size_t kc = gemm_depth_block<T>(Cg);
+                const std::size_t fixed = gemm_a_block_bytes<T>() + kc * static_cast<std::size_t>(NR) * sizeof(T);
+                const std::size_t per_channel = static_cast<std::size_t>(taps_n) * (static_cast<std::size_t>(Lt) + kc) * sizeof(T);
+                Cb = std::min(Cb, std::max<std::int64_t>(1, static_cast<std::int64_t>((thread_budget > fixed ? thread_budget - fixed : 0) / per_channel)));
+            }
             if (split)
             {
                 // A whole number of blocks per thread, as even as the channels allow.
