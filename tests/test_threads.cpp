@@ -285,6 +285,10 @@ TEST_CASE("scratch: kept buffers and packed weights stay within the limit, and r
     // transposed, and the GEMM packs a block of that weight (1.7 MiB) per tile.
     const auto x5 = xconv_test::random_tensor<float, 4>({1, 128, 5, 5}, gen);
     const auto w5 = xconv_test::random_tensor<float, 4>({384, 128, 3, 3}, gen);
+    // A transposed layer to few channels by sub-pixel phases: each phase's GEMM packs a block of
+    // the positions of a band of rows.
+    const auto x28 = xconv_test::random_tensor<float, 4>({2, 128, 28, 28}, gen);
+    const auto w16 = xconv_test::random_tensor<float, 4>({128, 16, 3, 3}, gen);
     xconv::conv_transpose2d_options ot;
     ot.stride = 2;
     ot.padding = 1;
@@ -305,6 +309,7 @@ TEST_CASE("scratch: kept buffers and packed weights stay within the limit, and r
             r.push_back(xconv::conv2d_backward(r.back(), x7, w3, od).grad_weight);
             r.push_back(xconv::conv2d(x5, w5, o));
             r.push_back(xconv::conv2d_backward(r.back(), x5, w5, o).grad_input);
+            r.push_back(xconv::conv_transpose2d(x28, w16, ot));
         }
         return r;
     };

@@ -442,11 +442,16 @@ namespace xconv
             const auto NR = static_cast<std::int64_t>(gemm_traits<T>::nr);
             const auto tile_elems = static_cast<std::int64_t>(
                 std::max(std::min(thread_budget / 2, cache_tile_bytes) / sizeof(T), static_cast<std::size_t>(taps_n * NR)));
+            // Besides the tile, the GEMM packs an A block and a B block of depth kc: the grid's
+            // positions (B = grid [Cg, Lt]), or for a transposed tile the weight's columns.
+            const std::size_t kc = gemm_depth_block<T>(Cg);
             std::int64_t Lt = L;
             if (!transposed_tile)
             {
                 const auto side = static_cast<std::int64_t>(std::sqrt(static_cast<double>(tile_elems)));
                 Lt = K * std::min(L, side) <= tile_elems ? tile_elems / K : side;
+                const std::size_t b_room = thread_budget / 2 > gemm_a_block_bytes<T>() ? thread_budget / 2 - gemm_a_block_bytes<T>() : 0;
+                Lt = std::min(Lt, static_cast<std::int64_t>(b_room / (kc * sizeof(T))));
                 Lt = std::max(NR, Lt / NR * NR);
                 if (Lt < L)
                 {
@@ -458,9 +463,8 @@ namespace xconv
             std::int64_t Cb = std::clamp<std::int64_t>(tile_elems / (Lt * taps_n), 1, Cp);
             if (transposed_tile)
             {
-                // The GEMM of a transposed tile packs a B block of its kc x (Cb * taps) weights:
-                // with the tile and an A block, within the thread's budget.
-                const std::size_t kc = gemm_depth_block<T>(Cg);
+                // The B block holds kc x (Cb * taps) weights: with the tile and the A block,
+                // within the thread's budget.
                 const std::size_t fixed = gemm_a_block_bytes<T>() + kc * static_cast<std::size_t>(NR) * sizeof(T);
                 const std::size_t per_channel = static_cast<std::size_t>(taps_n) * (static_cast<std::size_t>(Lt) + kc) * sizeof(T);
                 Cb = std::min(Cb, std::max<std::int64_t>(1, static_cast<std::int64_t>((thread_budget > fixed ? thread_budget - fixed : 0) / per_channel)));

@@ -391,23 +391,33 @@ namespace xconv
                 const phase_axis& ay = pw.plan.ys[static_cast<std::size_t>(ry)];
                 const auto index = [&](std::size_t rx) { return static_cast<std::size_t>(ry) * n_x + rx; };
                 // Pixels per row of the column phases computed here that taps reach.
-                std::int64_t row_pixels = 0;
+                std::int64_t row_pixels = 0, x_taps = 0;
                 bool any = false;
                 for (std::size_t rx = 0; rx < n_x; ++rx)
                 {
                     any = any || pw.computes(index(rx));
                     row_pixels += pw.computes(index(rx)) && pw.plan.xs[rx].taps > 0 ? pw.plan.xs[rx].count : 0;
+                    x_taps = std::max(x_taps, pw.computes(index(rx)) ? pw.plan.xs[rx].taps : std::int64_t(0));
                 }
                 if (!any)
                 {
                     continue;
                 }
-                // Bands of rows whose tiles stay in cache.
+                // Bands of rows whose tiles stay in cache. A GEMM over a band's positions also
+                // packs a B block of them (its depth block at most kc) and an A block: within the
+                // other half of the budget.
                 const auto cap = std::min(budget / 2, cache_tile_bytes) / sizeof(T);
-                const std::int64_t rows =
+                std::int64_t rows =
                     row_pixels == 0 || ay.taps == 0
                         ? ay.count
                         : std::clamp<std::int64_t>(static_cast<std::int64_t>(cap) / (Cp * row_pixels), 1, std::max<std::int64_t>(ay.count, 1));
+                if (!pw.implicit && row_pixels > 0 && ay.taps > 0)
+                {
+                    const std::size_t b_room = budget / 2 > gemm_a_block_bytes<T>() ? budget / 2 - gemm_a_block_bytes<T>() : 0;
+                    const std::size_t kc = gemm_depth_block<T>(Cg * ay.taps * x_taps);
+                    const auto b_rows = static_cast<std::int64_t>(b_room / (kc * static_cast<std::size_t>(row_pixels) * sizeof(T)));
+                    rows = std::clamp<std::int64_t>(b_rows, 1, rows);
+                }
                 const auto band_elements = static_cast<std::size_t>(ay.taps == 0 ? 0 : Cp * rows * row_pixels);
                 T* band = conv_workspace<T>::local().tile.get(band_elements);
                 const std::size_t rest = budget > band_elements * sizeof(T) ? budget - band_elements * sizeof(T) : 0;
