@@ -356,6 +356,47 @@ TEST_CASE("scratch: kept buffers and packed weights stay within the limit, and r
     xconv::set_scratch_limit(saved_limit);
 }
 
+TEST_CASE("scratch: a weight gradient split in column blocks keeps one route's buffers per thread, within the default limit", "[threads]")
+{
+    // 128 -> 384 channels at 56 x 56, one sample: each thread's columns of the weight gradient are
+    // cut into blocks that stay in cache. A last block narrower than the others fitted the
+    // implicit GEMM where the others did not, and the thread then held both routes' buffers
+    // (4.59 MiB at 3 threads under the default 4 MiB).
+    xconv_test::engine gen(777);
+    const auto x = xconv_test::random_tensor<float, 4>({1, 128, 56, 56}, gen);
+    const auto w = xconv_test::random_tensor<float, 4>({384, 128, 3, 3}, gen);
+    const auto gy = xconv_test::random_tensor<float, 4>({1, 384, 56, 56}, gen);
+    xconv::conv2d_options o;
+    o.padding = 1;
+    const std::size_t saved_limit = xconv::scratch_limit();
+    xconv::set_scratch_limit(std::size_t(4) << 20);
+#if defined(XCONV_USE_OPENMP)
+    const int saved = omp_get_max_threads();
+    const std::vector<int> thread_counts = {1, 2, 3};
+#else
+    const std::vector<int> thread_counts = {1};
+#endif
+    for (const int threads : thread_counts)
+    {
+#if defined(XCONV_USE_OPENMP)
+        omp_set_num_threads(3);  // release the buffers of every thread the tests run on
+        xconv::release_scratch();
+        omp_set_num_threads(threads);
+#else
+        xconv::release_scratch();
+#endif
+        xconv::detail::scratch_bytes().reset_peak();
+        const auto g = xconv::conv2d_backward(gy, x, w, o, {false, true, false});
+        INFO(threads << " threads: most scratch held at once " << xconv::detail::scratch_bytes().peak.load() << " bytes");
+        CHECK(xconv::detail::scratch_bytes().peak.load() <= xconv::scratch_limit());
+        CHECK(g.grad_weight.shape()[0] == 384);
+    }
+#if defined(XCONV_USE_OPENMP)
+    omp_set_num_threads(saved);
+#endif
+    xconv::set_scratch_limit(saved_limit);
+}
+
 namespace
 {
     /// A thread that runs the steps it is given one at a time, each when asked, so that a test can

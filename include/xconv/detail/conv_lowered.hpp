@@ -854,10 +854,15 @@ namespace xconv
             const auto lanes = static_cast<std::int64_t>(gemm_traits<T>::lanes);
             const std::int64_t cache_width =
                 std::max(lanes, static_cast<std::int64_t>(cache_tile_bytes / sizeof(T)) / std::max<std::int64_t>(rows, 1) / lanes * lanes);
+            // Blocks of even width: a narrow last block could take another route than the
+            // others (the implicit GEMM where they could not), and the thread would then keep
+            // both routes' buffers at once.
             const auto columns = [&](std::int64_t g, std::int64_t k_begin, std::int64_t k_end, std::size_t budget) {
-                for (std::int64_t kb = k_begin; kb < k_end; kb += cache_width)
+                const std::int64_t n_blocks = (k_end - k_begin + cache_width - 1) / cache_width;
+                const std::int64_t width = n_blocks > 1 ? ((k_end - k_begin + n_blocks - 1) / n_blocks + lanes - 1) / lanes * lanes : cache_width;
+                for (std::int64_t kb = k_begin; kb < k_end; kb += width)
                 {
-                    block(g, kb, std::min(k_end, kb + cache_width), budget);
+                    block(g, kb, std::min(k_end, kb + width), budget);
                 }
             };
             if (conv_split_tasks(G, threads))
