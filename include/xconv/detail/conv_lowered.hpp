@@ -74,6 +74,14 @@ namespace xconv
             return gemm_traits<T>::mc * gemm_traits<T>::kc * sizeof(T);
         }
 
+        /// Room for the GEMM's packed B block when half of `budget` holds a tile and the other
+        /// half holds the packed A and B blocks.
+        template <class T>
+        constexpr std::size_t gemm_b_room(std::size_t budget) noexcept
+        {
+            return budget / 2 > gemm_a_block_bytes<T>() ? budget / 2 - gemm_a_block_bytes<T>() : 0;
+        }
+
         /// Depth of the GEMM's packed blocks for a product of depth K.
         template <class T>
         constexpr std::size_t gemm_depth_block(std::int64_t K) noexcept
@@ -450,8 +458,7 @@ namespace xconv
             {
                 const auto side = static_cast<std::int64_t>(std::sqrt(static_cast<double>(tile_elems)));
                 Lt = K * std::min(L, side) <= tile_elems ? tile_elems / K : side;
-                const std::size_t b_room = thread_budget / 2 > gemm_a_block_bytes<T>() ? thread_budget / 2 - gemm_a_block_bytes<T>() : 0;
-                Lt = std::min(Lt, static_cast<std::int64_t>(b_room / (kc * sizeof(T))));
+                Lt = std::min(Lt, static_cast<std::int64_t>(gemm_b_room<T>(thread_budget) / (kc * sizeof(T))));
                 Lt = std::max(NR, Lt / NR * NR);
                 if (Lt < L)
                 {

@@ -413,9 +413,8 @@ namespace xconv
                         : std::clamp<std::int64_t>(static_cast<std::int64_t>(cap) / (Cp * row_pixels), 1, std::max<std::int64_t>(ay.count, 1));
                 if (!pw.implicit && row_pixels > 0 && ay.taps > 0)
                 {
-                    const std::size_t b_room = budget / 2 > gemm_a_block_bytes<T>() ? budget / 2 - gemm_a_block_bytes<T>() : 0;
                     const std::size_t kc = gemm_depth_block<T>(Cg * ay.taps * x_taps);
-                    const auto b_rows = static_cast<std::int64_t>(b_room / (kc * static_cast<std::size_t>(row_pixels) * sizeof(T)));
+                    const auto b_rows = static_cast<std::int64_t>(gemm_b_room<T>(budget) / (kc * static_cast<std::size_t>(row_pixels) * sizeof(T)));
                     rows = std::clamp<std::int64_t>(b_rows, 1, rows);
                 }
                 const auto band_elements = static_cast<std::size_t>(ay.taps == 0 ? 0 : Cp * rows * row_pixels);
