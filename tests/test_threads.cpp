@@ -236,6 +236,19 @@ namespace
         {"implicit GEMM, a weight of 576 KiB packed once by all the threads", false, 2, 128, 128, 5, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1},
         {"transposed by sub-pixel phases, 1 MiB of phase weights packed by all the threads", true, 2, 128, 128, 5, 5, 4, 4, 2, 2, 1, 1, 1, 1, 1},
     };
+
+    /// Frees the buffers of every thread this program's tests run on (at most 3).
+    void release_all()
+    {
+#if defined(XCONV_USE_OPENMP)
+        const int threads = omp_get_max_threads();
+        omp_set_num_threads(3);
+        xconv::release_scratch();
+        omp_set_num_threads(threads);
+#else
+        xconv::release_scratch();
+#endif
+    }
 }  // namespace
 
 TEST_CASE("threads: outputs and gradients are bitwise the same for 1, 2 and 3 threads", "[threads]")
@@ -313,17 +326,6 @@ TEST_CASE("scratch: kept buffers and packed weights stay within the limit, and r
         }
         return r;
     };
-    // Frees the buffers of every thread this program's tests run on (at most 3).
-    const auto release_all = [] {
-#if defined(XCONV_USE_OPENMP)
-        const int threads = omp_get_max_threads();
-        omp_set_num_threads(3);
-        xconv::release_scratch();
-        omp_set_num_threads(threads);
-#else
-        xconv::release_scratch();
-#endif
-    };
     const auto check = [&](const std::string& what) {
         release_all();
         CHECK(xconv::scratch_held() == 0);
@@ -356,6 +358,40 @@ TEST_CASE("scratch: kept buffers and packed weights stay within the limit, and r
     xconv::set_scratch_limit(saved_limit);
 }
 
+namespace
+{
+    /// Runs f() from no scratch held, with 1, 2 and 3 threads (1 without OpenMP) under the
+    /// default limit of 4 MiB, and checks the most scratch held at once.
+    template <class F>
+    void check_scratch_peak(const std::string& what, F&& f)
+    {
+        const std::size_t saved_limit = xconv::scratch_limit();
+        xconv::set_scratch_limit(std::size_t(4) << 20);
+#if defined(XCONV_USE_OPENMP)
+        const int saved = omp_get_max_threads();
+        const std::vector<int> thread_counts = {1, 2, 3};
+#else
+        const std::vector<int> thread_counts = {1};
+#endif
+        for (const int threads : thread_counts)
+        {
+            release_all();
+#if defined(XCONV_USE_OPENMP)
+            omp_set_num_threads(threads);
+#endif
+            xconv::detail::scratch_bytes().reset_peak();
+            f();
+            INFO(what << ", " << threads << " threads: most scratch held at once " << xconv::detail::scratch_bytes().peak.load()
+                      << " bytes");
+            CHECK(xconv::detail::scratch_bytes().peak.load() <= xconv::scratch_limit());
+        }
+#if defined(XCONV_USE_OPENMP)
+        omp_set_num_threads(saved);
+#endif
+        xconv::set_scratch_limit(saved_limit);
+    }
+}  // namespace
+
 TEST_CASE("scratch: a weight gradient split in column blocks keeps one route's buffers per thread, within the default limit", "[threads]")
 {
     // 128 -> 384 channels at 56 x 56, one sample: each thread's columns of the weight gradient are
@@ -368,33 +404,36 @@ TEST_CASE("scratch: a weight gradient split in column blocks keeps one route's b
     const auto gy = xconv_test::random_tensor<float, 4>({1, 384, 56, 56}, gen);
     xconv::conv2d_options o;
     o.padding = 1;
-    const std::size_t saved_limit = xconv::scratch_limit();
-    xconv::set_scratch_limit(std::size_t(4) << 20);
-#if defined(XCONV_USE_OPENMP)
-    const int saved = omp_get_max_threads();
-    const std::vector<int> thread_counts = {1, 2, 3};
-#else
-    const std::vector<int> thread_counts = {1};
-#endif
-    for (const int threads : thread_counts)
-    {
-#if defined(XCONV_USE_OPENMP)
-        omp_set_num_threads(3);  // release the buffers of every thread the tests run on
-        xconv::release_scratch();
-        omp_set_num_threads(threads);
-#else
-        xconv::release_scratch();
-#endif
-        xconv::detail::scratch_bytes().reset_peak();
+    check_scratch_peak("weight gradient", [&] {
         const auto g = xconv::conv2d_backward(gy, x, w, o, {false, true, false});
-        INFO(threads << " threads: most scratch held at once " << xconv::detail::scratch_bytes().peak.load() << " bytes");
-        CHECK(xconv::detail::scratch_bytes().peak.load() <= xconv::scratch_limit());
         CHECK(g.grad_weight.shape()[0] == 384);
-    }
-#if defined(XCONV_USE_OPENMP)
-    omp_set_num_threads(saved);
-#endif
-    xconv::set_scratch_limit(saved_limit);
+    });
+}
+
+TEST_CASE("scratch: the implicit GEMM's tiles leave room for the buffers a thread keeps from the pass's earlier calls", "[threads]")
+{
+    // 512 -> 128 channels, 28 x 28 -> 56 x 56 by sub-pixel phases, one sample per thread at 2
+    // threads: a phase without border keeps a large tile of C^T, the next phase's tiles had to
+    // leave room for it beside their bordered copy (4.14 MiB under the default 4 MiB).
+    xconv_test::engine gen(778);
+    const auto x = xconv_test::random_tensor<float, 4>({2, 512, 28, 28}, gen);
+    const auto w = xconv_test::random_tensor<float, 4>({512, 128, 3, 3}, gen);
+    xconv::conv_transpose2d_options ot;
+    ot.stride = 2;
+    ot.padding = 1;
+    check_scratch_peak("transposed forward by phases", [&] { CHECK(xconv::conv_transpose2d(x, w, ot).shape()[2] == 55); });
+    // 384 -> 512 channels at 7 x 7, the input gradient of 8 samples: besides its tile of C^T and
+    // its bordered copy, each thread holds the offsets of the 512 x 9 taps and the window bases
+    // of its positions (4.01 MiB at 3 threads, depending on which thread took which samples).
+    const auto x7 = xconv_test::random_tensor<float, 4>({8, 512, 7, 7}, gen);
+    const auto w7 = xconv_test::random_tensor<float, 4>({384, 512, 3, 3}, gen);
+    const auto gy7 = xconv_test::random_tensor<float, 4>({8, 384, 7, 7}, gen);
+    xconv::conv2d_options o;
+    o.padding = 1;
+    check_scratch_peak("input gradient", [&] {
+        const auto g = xconv::conv2d_backward(gy7, x7, w7, o, {true, false, false});
+        CHECK(g.grad_input.shape()[1] == 512);
+    });
 }
 
 namespace

@@ -111,11 +111,17 @@ namespace xconv
             return std::find(r.begin(), r.end(), epoch) != r.end();
         }
 
-        /// The pass the calling thread works for, and how deeply it is inside calls.
+        /// The pass the calling thread works for, how deeply it is inside calls, and whether it
+        /// works in a parallel region of a running pass (joined > 0).
         struct scratch_thread_state
         {
             std::uint64_t epoch = 0;
             int depth = 0;
+            int joined = 0;
+
+            /// Whether `epoch` is a pass running now: one of this thread's calls, or the pass of
+            /// the parallel region it works in.
+            bool in_pass() const noexcept { return depth > 0 || joined > 0; }
         };
 
         inline scratch_thread_state& scratch_thread() noexcept
@@ -134,8 +140,21 @@ namespace xconv
         /// The pass the calling thread works for (pass it to the threads of a parallel region).
         inline std::uint64_t current_scratch_epoch() noexcept { return scratch_thread().epoch; }
 
-        /// A thread of a parallel region starts working for the pass of the thread that opened it.
-        inline void join_scratch_epoch(std::uint64_t epoch) noexcept { scratch_thread().epoch = epoch; }
+        /// The scope in which a thread of a parallel region works for the pass of the thread that
+        /// opened it (that pass runs until the region ends).
+        class scratch_join
+        {
+        public:
+            explicit scratch_join(std::uint64_t epoch) noexcept
+            {
+                scratch_thread_state& s = scratch_thread();
+                s.epoch = epoch;
+                ++s.joined;
+            }
+            ~scratch_join() { --scratch_thread().joined; }
+            scratch_join(const scratch_join&) = delete;
+            scratch_join& operator=(const scratch_join&) = delete;
+        };
 
         /// The scope of a top-level call (conv2d, conv_transpose2d, their backward passes and gemm):
         /// begins a pass, running until the scope ends. Nested scopes begin nothing, so that the
@@ -276,6 +295,18 @@ namespace xconv
             /// is freed through free_kept_scratch.
             void release() noexcept { free_memory(); }
 
+            /// For a thread's buffer, read by that thread: the most bytes its running pass has
+            /// asked of it (0 if none), which the buffer keeps until the pass ends.
+            std::size_t asked_in_pass() const noexcept
+            {
+                if (!m_per_thread)
+                {
+                    return 0;
+                }
+                const scratch_thread_state& me = scratch_thread();
+                return me.in_pass() && m_epoch == me.epoch ? m_asked : 0;
+            }
+
         protected:
             void* get_bytes(std::size_t bytes)
             {
@@ -293,7 +324,7 @@ namespace xconv
                 // the buffer or gives back any of them while the pass runs: no lock needed.
                 // (Only this thread writes m_epoch and m_asked.)
                 const scratch_thread_state& me = scratch_thread();
-                if (me.depth > 0 && m_epoch == me.epoch && bytes <= m_asked)
+                if (me.in_pass() && m_epoch == me.epoch && bytes <= m_asked)
                 {
                     return m_data;
                 }

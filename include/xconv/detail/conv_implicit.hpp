@@ -377,17 +377,23 @@ namespace xconv
             }
 
             // Tiles: whole samples when one fits the cache with its bordered copy, else bands of
-            // output rows of one sample.
-            const std::size_t fixed = packed_wt != nullptr ? 0 : std::min(KC, uK) * NR * sizeof(T);
+            // output rows of one sample. Besides a tile's rows (rows of C^T with their window
+            // bases, and the rows of the bordered copy they read) a thread holds a micro-panel
+            // of W^T when it packs its own, the offsets of the K taps, and the last register
+            // panel's spare rows.
+            const std::size_t fixed = (packed_wt != nullptr ? 0 : std::min(KC, uK) * NR * sizeof(T))
+                                      + (uK + implicit_prefetch_distance) * sizeof(std::int32_t)
+                                      + MR * (ldct * sizeof(T) + sizeof(std::ptrdiff_t));
 #if defined(XCONV_USE_OPENMP)
             const std::int64_t threads = omp_in_parallel() ? 1 : std::max<std::int64_t>(1, omp_get_max_threads());
 #else
             const std::int64_t threads = 1;
 #endif
             const std::size_t sample_source = geo.bordered ? static_cast<std::size_t>(Cp * geo.height * geo.width) * sizeof(T) : 0;
-            const std::size_t sample_bytes = static_cast<std::size_t>(L) * ldct * sizeof(T) + sample_source;
+            const std::size_t position_bytes = ldct * sizeof(T) + sizeof(std::ptrdiff_t);
+            const std::size_t sample_bytes = static_cast<std::size_t>(L) * position_bytes + sample_source;
             // r output rows: r * bw rows of C^T, and r * sh + halo rows of the bordered copy
-            const std::size_t row_bytes = static_cast<std::size_t>(bw) * ldct * sizeof(T)
+            const std::size_t row_bytes = static_cast<std::size_t>(bw) * position_bytes
                                           + (geo.bordered ? static_cast<std::size_t>(Cp * win.stride_h * geo.width) * sizeof(T) : 0);
             const std::int64_t halo = std::max<std::int64_t>(0, (win.kernel_h - 1) * win.dil_h + 1 - win.stride_h);
             const std::size_t halo_bytes = geo.bordered ? static_cast<std::size_t>(Cp * halo * geo.width) * sizeof(T) : 0;
@@ -396,42 +402,84 @@ namespace xconv
                     static_cast<std::int64_t>((room > halo_bytes ? room - halo_bytes : 0) / row_bytes), 1, win.blocks_h);
                 return (win.blocks_h + rows - 1) / rows;
             };
-            const std::size_t room = std::min(budget > fixed ? budget - fixed : 0, implicit_tile_bytes);
-            std::int64_t chunk = 1, n_bands = 1;
-            // With several threads and samples too large for one tile, each thread takes whole
-            // tiles (bands of rows), when they come out even: no barrier between tiles. Else the
-            // threads share each tile.
-            [[maybe_unused]] bool by_tiles = false;  // read only with OpenMP
-            if (sample_bytes <= room)
+            struct tiling
             {
-                chunk = std::clamp<std::int64_t>(static_cast<std::int64_t>(room / sample_bytes), 1, N);
-            }
-            else
-            {
-                n_bands = bands_for(room);
-                const std::size_t thread_room =
-                    std::min(budget / static_cast<std::size_t>(threads) > fixed ? budget / static_cast<std::size_t>(threads) - fixed : 0,
-                             implicit_tile_bytes);
-                if (threads > 1 && sample_bytes > thread_room)
+                std::int64_t chunk = 1, n_bands = 1;
+                // With several threads and samples too large for one tile, each thread takes
+                // whole tiles (bands of rows), when they come out even: no barrier between tiles.
+                // Else the threads share each tile.
+                bool by_tiles = false;
+                std::int64_t rows_per_tile = 0;
+                std::size_t max_rows = 0, source_elements = 0;
+            };
+            // The tiling when `held` bytes of the budget are taken by buffers the calling thread
+            // keeps from earlier calls of its running pass.
+            const auto plan = [&](std::size_t held) {
+                tiling p;
+                const std::size_t own = budget > fixed + held ? budget - fixed - held : 0;
+                const std::size_t room = std::min(own, implicit_tile_bytes);
+                if (sample_bytes <= room)
                 {
-                    std::int64_t bands = bands_for(thread_room);
-                    while (bands < win.blocks_h && (N * bands) % threads != 0)
+                    p.chunk = std::clamp<std::int64_t>(static_cast<std::int64_t>(room / sample_bytes), 1, N);
+                }
+                else
+                {
+                    p.n_bands = bands_for(room);
+                    const std::size_t share = budget / static_cast<std::size_t>(threads);
+                    const std::size_t thread_room = std::min(share > fixed + held ? share - fixed - held : 0, implicit_tile_bytes);
+                    if (threads > 1 && sample_bytes > thread_room)
                     {
-                        ++bands;
-                    }
-                    if ((N * bands) % threads == 0)
-                    {
-                        by_tiles = true;
-                        n_bands = bands;
+                        std::int64_t bands = bands_for(thread_room);
+                        while (bands < win.blocks_h && (N * bands) % threads != 0)
+                        {
+                            ++bands;
+                        }
+                        if ((N * bands) % threads == 0)
+                        {
+                            p.by_tiles = true;
+                            p.n_bands = bands;
+                        }
                     }
                 }
+                p.rows_per_tile = (win.blocks_h + p.n_bands - 1) / p.n_bands;
+                p.max_rows = static_cast<std::size_t>(p.chunk * p.rows_per_tile * bw + static_cast<std::int64_t>(MR));
+                p.source_elements =
+                    geo.bordered ? static_cast<std::size_t>(p.chunk * Cp * geo.band_rows(win, 0, p.rows_per_tile) * geo.width) : 0;
+                return p;
+            };
+            // A buffer the calling thread's pass already asked for more than this call needs
+            // (an earlier call of other geometry, e.g. another sub-pixel phase) stays that
+            // large until the pass ends: what it keeps past this call's need is left out of the
+            // room, until the tiling allows for it.
+            tiling tl = plan(0);
+            {
+                implicit_workspace<T>& ws = implicit_workspace<T>::local();
+                const auto kept = [&](const tiling& p) {
+                    const auto over = [](std::size_t asked, std::size_t need) { return asked > need ? asked - need : 0; };
+                    return over(ws.ct.asked_in_pass(), p.max_rows * ldct * sizeof(T))
+                           + over(ws.base.asked_in_pass(), p.max_rows * sizeof(std::ptrdiff_t))
+                           + over(ws.off.asked_in_pass(), (uK + implicit_prefetch_distance) * sizeof(std::int32_t))
+                           + (geo.bordered ? over(ws.source.asked_in_pass(), p.source_elements * sizeof(T)) : ws.source.asked_in_pass());
+                };
+                for (std::size_t held = kept(tl), round = 0; held > 0 && round < 4; ++round)
+                {
+                    const tiling next = plan(held);
+                    const std::size_t again = kept(next);
+                    tl = next;
+                    if (again <= held)
+                    {
+                        break;
+                    }
+                    held = again;
+                }
             }
-            const std::int64_t rows_per_tile = (win.blocks_h + n_bands - 1) / n_bands;
+            const std::int64_t chunk = tl.chunk;
+            [[maybe_unused]] const bool by_tiles = tl.by_tiles;  // read only with OpenMP
+            const std::int64_t rows_per_tile = tl.rows_per_tile;
             const std::int64_t n_chunks = (N + chunk - 1) / chunk, bands_per_chunk = (win.blocks_h + rows_per_tile - 1) / rows_per_tile;
             const std::int64_t n_tiles = n_chunks * bands_per_chunk;
-            const std::size_t max_rows = static_cast<std::size_t>(chunk * rows_per_tile * bw + static_cast<std::int64_t>(MR));
-            const std::size_t source_elements =
-                geo.bordered ? static_cast<std::size_t>(chunk * Cp * geo.band_rows(win, 0, rows_per_tile) * geo.width) : 0;
+            const std::size_t max_rows = tl.max_rows;
+            const std::size_t source_elements = tl.source_elements;
 
             /// The calling thread's buffers for a tile.
             struct buffers
@@ -600,7 +648,7 @@ namespace xconv
             {
 #pragma omp parallel
                 {
-                    join_scratch_epoch(epoch);
+                    const scratch_join join(epoch);
                     const std::int64_t parts = omp_get_num_threads(), me = omp_get_thread_num();
                     if (by_tiles)
                     {

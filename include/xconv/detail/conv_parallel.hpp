@@ -81,7 +81,7 @@ namespace xconv
 #pragma omp for schedule(dynamic, 1) nowait
                     for (std::int64_t t = 0; t < n; ++t)
                     {
-                        join_scratch_epoch(epoch);
+                        const scratch_join join(epoch);
                         f(t);
                     }
                     fence_streamed_stores();

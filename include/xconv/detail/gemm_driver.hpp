@@ -428,7 +428,7 @@ namespace xconv
                     const std::uint64_t epoch = current_scratch_epoch();
 #pragma omp parallel if (parallel)
                     {
-                        join_scratch_epoch(epoch);
+                        const scratch_join join(epoch);
 #pragma omp for schedule(static)
                         for (std::ptrdiff_t q = 0; q < static_cast<std::ptrdiff_t>(n_fused); ++q)
                         {
