@@ -518,6 +518,12 @@ namespace xconv
             }
             for (std::size_t i = 0; i < phases; ++i)
             {
+                if (i > 0)
+                {
+                    // No buffer of the last phase is used again: the threads' buffers it kept
+                    // (other threads' too, e.g. their own tiles) may be freed for this one's.
+                    scratch_call::next_pass();
+                }
                 const phase_weights<T> one = pack_phase_weights(w, Cp, Cg, G, W, static_cast<std::ptrdiff_t>(i));
                 pass(one, one.weights.bytes);
             }
