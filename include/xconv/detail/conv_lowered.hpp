@@ -444,7 +444,10 @@ namespace xconv
             // it, and neighbouring channels' planes are written by one thread.
             const std::int64_t threads = parallel ? conv_threads() : 1;
             const bool split = conv_split_tasks(Cp, threads);
-            const std::size_t thread_budget = split ? budget / static_cast<std::size_t>(threads) : budget;
+            // The caller's budget leaves out every other thread's A block (shared_budget); each
+            // thread's share counts its own.
+            const std::size_t thread_budget =
+                split ? (budget + static_cast<std::size_t>(threads - 1) * gemm_a_block_bytes<T>()) / static_cast<std::size_t>(threads) : budget;
             const std::int64_t taps_n = win.taps();
             const bool transposed_tile = narrow_output<T>(L, K);
             const auto NR = static_cast<std::int64_t>(gemm_traits<T>::nr);
