@@ -10,6 +10,7 @@
 // buffers held at once. Prints each call that passed the limit and a summary line; the exit
 // status is 1 when any did. Thread counts other than 1 need a build with XCONV_USE_OPENMP.
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -72,25 +73,28 @@ namespace
         fill(x);
         release_all(most_threads, threads);
         xconv::detail::scratch_bytes().reset_peak();
+        // One forward and one backward pass with a weight of shape w_shape.
+        const auto passes = [&](auto options, std::array<std::size_t, 4> w_shape, auto forward, auto backward) {
+            xt::xtensor<T, 4> w(w_shape);
+            fill(w);
+            options.padding = l.k / 2;
+            options.stride = l.stride;
+            const auto y = forward(x, w, options);
+            backward(y, x, w, options);
+        };
         if (!l.transposed)
         {
-            xt::xtensor<T, 4> w({uz(l.c_out), uz(l.c), uz(l.k), uz(l.k)});
-            fill(w);
-            xconv::conv2d_options o;
-            o.padding = l.k / 2;
-            o.stride = l.stride;
-            const auto y = xconv::conv2d(x, w, o);
-            const auto g = xconv::conv2d_backward(y, x, w, o);
+            passes(xconv::conv2d_options{}, {uz(l.c_out), uz(l.c), uz(l.k), uz(l.k)},
+                   [](const auto& x_, const auto& w_, const auto& o) { return xconv::conv2d(x_, w_, o); },
+                   [](const auto& y_, const auto& x_, const auto& w_, const auto& o) { return xconv::conv2d_backward(y_, x_, w_, o); });
         }
         else
         {
-            xt::xtensor<T, 4> w({uz(l.c), uz(l.c_out), uz(l.k), uz(l.k)});
-            fill(w);
-            xconv::conv_transpose2d_options o;
-            o.padding = l.k / 2;
-            o.stride = l.stride;
-            const auto y = xconv::conv_transpose2d(x, w, o);
-            const auto g = xconv::conv_transpose2d_backward(y, x, w, o);
+            passes(xconv::conv_transpose2d_options{}, {uz(l.c), uz(l.c_out), uz(l.k), uz(l.k)},
+                   [](const auto& x_, const auto& w_, const auto& o) { return xconv::conv_transpose2d(x_, w_, o); },
+                   [](const auto& y_, const auto& x_, const auto& w_, const auto& o) {
+                       return xconv::conv_transpose2d_backward(y_, x_, w_, o);
+                   });
         }
         return xconv::detail::scratch_bytes().peak.load();
     }
