@@ -295,8 +295,26 @@ namespace xconv
             /// is freed through free_kept_scratch.
             void release() noexcept { free_memory(); }
 
+            /// For a thread's buffer, called by that thread: from now on its running pass needs at
+            /// most `bytes` of it (what an earlier step of the pass left past them is not used
+            /// again), so that what it holds past them may be given back when room is needed.
+            void shrink_asked(std::size_t bytes) noexcept
+            {
+                if (!m_per_thread)
+                {
+                    return;
+                }
+                const scratch_thread_state& me = scratch_thread();
+                if (me.in_pass() && m_epoch == me.epoch && bytes < m_asked)
+                {
+                    const std::lock_guard<std::mutex> lock(scratch_lock());
+                    m_asked = bytes;
+                }
+            }
+
             /// For a thread's buffer, read by that thread: the most bytes its running pass has
-            /// asked of it (0 if none), which the buffer keeps until the pass ends.
+            /// asked of it (0 if none), which the buffer keeps until the pass ends (or
+            /// shrink_asked lowers them).
             std::size_t asked_in_pass() const noexcept
             {
                 if (!m_per_thread)

@@ -491,6 +491,15 @@ namespace xconv
             };
             const auto own_buffers = [&]() {
                 implicit_workspace<T>& ws = implicit_workspace<T>::local();
+                // What an earlier call of the pass left past this call's need is not used again:
+                // it may be given back if room runs short (the tiling may have reached its floor).
+                ws.ct.shrink_asked(max_rows * ldct * sizeof(T));
+                ws.base.shrink_asked(max_rows * sizeof(std::ptrdiff_t));
+                ws.off.shrink_asked((uK + implicit_prefetch_distance) * sizeof(std::int32_t));
+                if (geo.bordered)
+                {
+                    ws.source.shrink_asked(source_elements * sizeof(T));
+                }
                 buffers r{ws.ct.get(max_rows * ldct), ws.base.get(max_rows), ws.off.get(uK + implicit_prefetch_distance),
                           geo.bordered ? ws.source.get(source_elements) : nullptr};
                 std::fill(r.off + uK, r.off + uK + implicit_prefetch_distance, 0);
