@@ -136,6 +136,34 @@ namespace xconv
 
             explicit implicit_workspace(gemm_workspace<T>& shared) noexcept : source(shared.b), ct(shared.a), b(shared.c) {}
 
+            /// The elements a tile uses of each buffer (source 0: the tile reads the input itself).
+            struct need
+            {
+                std::size_t ct = 0, base = 0, off = 0, source = 0;
+            };
+
+            /// The buffers of a tile.
+            struct tile
+            {
+                T* ct = nullptr;
+                std::ptrdiff_t* base = nullptr;
+                std::int32_t* off = nullptr;
+                T* source = nullptr;
+            };
+
+            /// The buffers for tiles needing `n`. What an earlier step of the running pass left
+            /// in them past `n` is not used again (not even an unused source: no step holds
+            /// these buffers across an implicit GEMM), so it may be given back if room runs
+            /// short.
+            tile get(const need& n)
+            {
+                ct.shrink_asked(n.ct * sizeof(T));
+                base.shrink_asked(n.base * sizeof(std::ptrdiff_t));
+                off.shrink_asked(n.off * sizeof(std::int32_t));
+                source.shrink_asked(n.source * sizeof(T));
+                return tile{ct.get(n.ct), base.get(n.base), off.get(n.off), n.source > 0 ? source.get(n.source) : nullptr};
+            }
+
             static implicit_workspace& local()
             {
                 thread_local implicit_workspace ws(gemm_workspace<T>::local());
@@ -410,13 +438,15 @@ namespace xconv
                 // Else the threads share each tile.
                 bool by_tiles = false;
                 std::int64_t rows_per_tile = 0;
-                std::size_t max_rows = 0, source_elements = 0;
+                typename implicit_workspace<T>::need need;
             };
-            // The tiling when `held` bytes of the budget are taken by buffers the calling thread
-            // keeps from earlier calls of its running pass.
-            const auto plan = [&](std::size_t held) {
+            // A buffer the calling thread's pass asked for more than this call needs (an earlier
+            // call of other geometry, e.g. another sub-pixel phase) is not counted: get() lowers
+            // the pass's mark on it to this call's need, so what it holds past that may be given
+            // back when room runs short.
+            const tiling tl = [&]() {
                 tiling p;
-                const std::size_t own = budget > fixed + held ? budget - fixed - held : 0;
+                const std::size_t own = budget > fixed ? budget - fixed : 0;
                 const std::size_t room = std::min(own, implicit_tile_bytes);
                 if (sample_bytes <= room)
                 {
@@ -426,7 +456,7 @@ namespace xconv
                 {
                     p.n_bands = bands_for(room);
                     const std::size_t share = budget / static_cast<std::size_t>(threads);
-                    const std::size_t thread_room = std::min(share > fixed + held ? share - fixed - held : 0, implicit_tile_bytes);
+                    const std::size_t thread_room = std::min(share > fixed ? share - fixed : 0, implicit_tile_bytes);
                     if (threads > 1 && sample_bytes > thread_room)
                     {
                         std::int64_t bands = bands_for(thread_room);
@@ -442,66 +472,24 @@ namespace xconv
                     }
                 }
                 p.rows_per_tile = (win.blocks_h + p.n_bands - 1) / p.n_bands;
-                p.max_rows = static_cast<std::size_t>(p.chunk * p.rows_per_tile * bw + static_cast<std::int64_t>(MR));
-                p.source_elements =
+                const auto max_rows = static_cast<std::size_t>(p.chunk * p.rows_per_tile * bw + static_cast<std::int64_t>(MR));
+                p.need.ct = max_rows * ldct;
+                p.need.base = max_rows;
+                p.need.off = uK + implicit_prefetch_distance;
+                p.need.source =
                     geo.bordered ? static_cast<std::size_t>(p.chunk * Cp * geo.band_rows(win, 0, p.rows_per_tile) * geo.width) : 0;
                 return p;
-            };
-            // A buffer the calling thread's pass already asked for more than this call needs
-            // (an earlier call of other geometry, e.g. another sub-pixel phase) stays that
-            // large until the pass ends: what it keeps past this call's need is left out of the
-            // room, until the tiling allows for it.
-            tiling tl = plan(0);
-            {
-                implicit_workspace<T>& ws = implicit_workspace<T>::local();
-                const auto kept = [&](const tiling& p) {
-                    const auto over = [](std::size_t asked, std::size_t need) { return asked > need ? asked - need : 0; };
-                    return over(ws.ct.asked_in_pass(), p.max_rows * ldct * sizeof(T))
-                           + over(ws.base.asked_in_pass(), p.max_rows * sizeof(std::ptrdiff_t))
-                           + over(ws.off.asked_in_pass(), (uK + implicit_prefetch_distance) * sizeof(std::int32_t))
-                           + (geo.bordered ? over(ws.source.asked_in_pass(), p.source_elements * sizeof(T)) : ws.source.asked_in_pass());
-                };
-                for (std::size_t held = kept(tl), round = 0; held > 0 && round < 4; ++round)
-                {
-                    const tiling next = plan(held);
-                    const std::size_t again = kept(next);
-                    tl = next;
-                    if (again <= held)
-                    {
-                        break;
-                    }
-                    held = again;
-                }
-            }
+            }();
             const std::int64_t chunk = tl.chunk;
             [[maybe_unused]] const bool by_tiles = tl.by_tiles;  // read only with OpenMP
             const std::int64_t rows_per_tile = tl.rows_per_tile;
             const std::int64_t n_chunks = (N + chunk - 1) / chunk, bands_per_chunk = (win.blocks_h + rows_per_tile - 1) / rows_per_tile;
             const std::int64_t n_tiles = n_chunks * bands_per_chunk;
-            const std::size_t max_rows = tl.max_rows;
-            const std::size_t source_elements = tl.source_elements;
 
+            using buffers = typename implicit_workspace<T>::tile;
             /// The calling thread's buffers for a tile.
-            struct buffers
-            {
-                T* ct;
-                std::ptrdiff_t* base;
-                std::int32_t* off;
-                T* source;
-            };
             const auto own_buffers = [&]() {
-                implicit_workspace<T>& ws = implicit_workspace<T>::local();
-                // What an earlier call of the pass left past this call's need is not used again:
-                // it may be given back if room runs short (the tiling may have reached its floor).
-                ws.ct.shrink_asked(max_rows * ldct * sizeof(T));
-                ws.base.shrink_asked(max_rows * sizeof(std::ptrdiff_t));
-                ws.off.shrink_asked((uK + implicit_prefetch_distance) * sizeof(std::int32_t));
-                if (geo.bordered)
-                {
-                    ws.source.shrink_asked(source_elements * sizeof(T));
-                }
-                buffers r{ws.ct.get(max_rows * ldct), ws.base.get(max_rows), ws.off.get(uK + implicit_prefetch_distance),
-                          geo.bordered ? ws.source.get(source_elements) : nullptr};
+                buffers r = implicit_workspace<T>::local().get(tl.need);
                 std::fill(r.off + uK, r.off + uK + implicit_prefetch_distance, 0);
                 return r;
             };
