@@ -368,6 +368,28 @@ namespace xconv
             }
         }
 
+        /// Scratch budget of a pass run by one caller whose GEMMs use `threads` threads: the
+        /// other threads each hold a packed A block.
+        /// `reserved`: scratch bytes the call already holds (e.g. its packed weights).
+        template <class T>
+        std::size_t shared_budget(std::int64_t threads, std::size_t reserved = 0) noexcept
+        {
+            const std::size_t others = static_cast<std::size_t>(threads - 1) * gemm_a_block_bytes<T>() + reserved;
+            const std::size_t limit = scratch_limit();
+            return limit > others ? limit - others : 0;
+        }
+
+        /// The share of each of `threads` threads when a pass given shared_budget<T>(threads, .)
+        /// splits its work between them instead: the budget with the other threads' A blocks
+        /// (which shared_budget left out, and each thread's tiling counts its own) added back,
+        /// divided between the threads.
+        template <class T>
+        std::size_t split_shared_budget(std::size_t budget, std::int64_t threads) noexcept
+        {
+            const auto n = static_cast<std::size_t>(std::max<std::int64_t>(threads, 1));
+            return (budget + (n - 1) * gemm_a_block_bytes<T>()) / n;
+        }
+
         /// plane = col2im( W^T [K, Cg] x grid [Cg, L] ), plane overwritten, plus bias[c] on
         /// channel c when bias is not null. With `parallel`, the threads share out blocks of
         /// channels when there are channels enough, each doing its blocks' GEMMs and col2im;
@@ -444,10 +466,8 @@ namespace xconv
             // it, and neighbouring channels' planes are written by one thread.
             const std::int64_t threads = parallel ? conv_threads() : 1;
             const bool split = conv_split_tasks(Cp, threads);
-            // The caller's budget leaves out every other thread's A block (shared_budget); each
-            // thread's share counts its own.
-            const std::size_t thread_budget =
-                split ? (budget + static_cast<std::size_t>(threads - 1) * gemm_a_block_bytes<T>()) / static_cast<std::size_t>(threads) : budget;
+            // The caller's budget is a shared_budget (the GEMMs sharing the threads).
+            const std::size_t thread_budget = split ? split_shared_budget<T>(budget, threads) : budget;
             const std::int64_t taps_n = win.taps();
             const bool transposed_tile = narrow_output<T>(L, K);
             const auto NR = static_cast<std::int64_t>(gemm_traits<T>::nr);
@@ -604,17 +624,6 @@ namespace xconv
         }
 
         // ------------------------------------------------------------------ over a batch
-
-        /// Scratch budget of a pass run by one caller whose GEMMs use `threads` threads: the
-        /// other threads each hold a packed A block.
-        /// `reserved`: scratch bytes the call already holds (e.g. its packed weights).
-        template <class T>
-        std::size_t shared_budget(std::int64_t threads, std::size_t reserved = 0) noexcept
-        {
-            const std::size_t others = static_cast<std::size_t>(threads - 1) * gemm_a_block_bytes<T>() + reserved;
-            const std::size_t limit = scratch_limit();
-            return limit > others ? limit - others : 0;
-        }
 
         /// Scratch bytes of each of `threads` threads running one task each, when the call already
         /// holds `reserved` bytes.
