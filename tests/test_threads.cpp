@@ -463,6 +463,27 @@ TEST_CASE("scratch: a step of a pass gives up what an earlier step left in its b
         2);
 }
 
+TEST_CASE("scratch: a weight gradient's column blocks narrow under a tight limit until one panel of positions fits", "[threads]")
+{
+    // 512 -> 16 channels at 28 x 28: 4608 columns of the weight gradient, shared between the
+    // threads. The lowered pass's smallest tile (one register panel of positions) and its packed
+    // copy, over a thread's 2304 columns, took 1.1 MiB per thread (2.13 MiB held at 2 threads
+    // under 2 MiB).
+    xconv_test::engine gen(780);
+    const auto x = xconv_test::random_tensor<float, 4>({1, 512, 28, 28}, gen);
+    const auto w = xconv_test::random_tensor<float, 4>({16, 512, 3, 3}, gen);
+    const auto gy = xconv_test::random_tensor<float, 4>({1, 16, 28, 28}, gen);
+    xconv::conv2d_options o;
+    o.padding = 1;
+    check_scratch_peak(
+        "weight gradient under 2 MiB",
+        [&] {
+            const auto g = xconv::conv2d_backward(gy, x, w, o, {false, true, false});
+            CHECK(g.grad_weight.shape()[1] == 512);
+        },
+        2);
+}
+
 namespace
 {
     /// A thread that runs the steps it is given one at a time, each when asked, so that a test can

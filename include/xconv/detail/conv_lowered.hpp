@@ -876,9 +876,17 @@ namespace xconv
             // Blocks of even width: a narrow last block could take another route than the
             // others (the implicit GEMM where they could not), and the thread would then keep
             // both routes' buffers at once.
+            // Under a tight budget, blocks narrow enough that the smallest tile of the lowered
+            // pass (one register panel of positions, and its packed copy) and an A block fit it.
+            const auto budget_width = [&](std::size_t budget) {
+                const std::size_t a = gemm_a_block_bytes<T>();
+                const std::size_t per_column = 2 * gemm_traits<T>::nr * sizeof(T);
+                return std::max(lanes, static_cast<std::int64_t>((budget > a ? budget - a : 0) / per_column) / lanes * lanes);
+            };
             const auto columns = [&](std::int64_t g, std::int64_t k_begin, std::int64_t k_end, std::size_t budget) {
-                const std::int64_t n_blocks = (k_end - k_begin + cache_width - 1) / cache_width;
-                const std::int64_t width = n_blocks > 1 ? ((k_end - k_begin + n_blocks - 1) / n_blocks + lanes - 1) / lanes * lanes : cache_width;
+                const std::int64_t widest = std::min(cache_width, budget_width(budget));
+                const std::int64_t n_blocks = (k_end - k_begin + widest - 1) / widest;
+                const std::int64_t width = n_blocks > 1 ? ((k_end - k_begin + n_blocks - 1) / n_blocks + lanes - 1) / lanes * lanes : widest;
                 for (std::int64_t kb = k_begin; kb < k_end; kb += width)
                 {
                     block(g, kb, std::min(k_end, kb + width), budget);
