@@ -463,7 +463,7 @@ TEST_CASE("scratch: a step of a pass gives up what an earlier step left in its b
         2);
 }
 
-TEST_CASE("scratch: a weight gradient's column blocks narrow under a tight limit until one panel of positions fits", "[threads]")
+TEST_CASE("scratch: a weight gradient's column blocks fit a tight limit: narrow enough for one panel of positions, one route's buffers at a time", "[threads]")
 {
     // 512 -> 16 channels at 28 x 28: 4608 columns of the weight gradient, shared between the
     // threads. The lowered pass's smallest tile (one register panel of positions) and its packed
@@ -480,6 +480,23 @@ TEST_CASE("scratch: a weight gradient's column blocks narrow under a tight limit
         [&] {
             const auto g = xconv::conv2d_backward(gy, x, w, o, {false, true, false});
             CHECK(g.grad_weight.shape()[1] == 512);
+        },
+        2);
+    // 128 -> 384 channels, 28 x 28 -> 14 x 14, 2 samples, float64: a thread's blocks of columns
+    // differ by up to a vector in width, and took different routes (the lowered pass, then the
+    // implicit GEMM); the buffers of the first route stayed marked as needed beside the second's
+    // (2.47 MiB held at 2 threads under 2 MiB).
+    const auto xd = xconv_test::random_tensor<double, 4>({2, 128, 28, 28}, gen);
+    const auto wd = xconv_test::random_tensor<double, 4>({384, 128, 3, 3}, gen);
+    const auto gyd = xconv_test::random_tensor<double, 4>({2, 384, 14, 14}, gen);
+    xconv::conv2d_options os;
+    os.stride = 2;
+    os.padding = 1;
+    check_scratch_peak(
+        "weight gradient by blocks of two routes under 2 MiB, float64",
+        [&] {
+            const auto g = xconv::conv2d_backward(gyd, xd, wd, os, {false, true, false});
+            CHECK(g.grad_weight.shape()[0] == 384);
         },
         2);
 }

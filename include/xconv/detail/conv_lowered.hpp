@@ -612,6 +612,17 @@ namespace xconv
                                    std::int64_t k_end,
                                    std::size_t budget)
         {
+            {
+                // A thread's blocks may take different routes (their widths differ by up to a
+                // vector, and the implicit GEMM's buffers grow with the width): what an earlier
+                // block's route asked of the thread's buffers is not used again, so it may be
+                // given back when this block's route needs room.
+                conv_workspace<T>::local().tile.shrink_asked(0);
+                gemm_workspace<T>& gw = gemm_workspace<T>::local();
+                gw.a.shrink_asked(0);
+                gw.b.shrink_asked(0);
+                gw.c.shrink_asked(0);
+            }
             if (implicit_backward_weight<T>(win, Cp, Cg, N, plane_of, grid_of, Wgrad, k_begin, k_end, budget))
             {
                 return;
