@@ -441,26 +441,45 @@ TEST_CASE("scratch: the implicit GEMM's tiles leave room for the buffers a threa
     });
 }
 
+namespace
+{
+    /// check_scratch_peak of conv2d_backward under `limit_mib` MiB, for random x and weight of
+    /// these shapes and a random output gradient, computing the gradients in `mask`.
+    template <class T>
+    void check_backward_peak(const std::string& what,
+                             unsigned seed,
+                             const std::array<std::size_t, 4>& x_shape,
+                             const std::array<std::size_t, 4>& w_shape,
+                             const xconv::conv2d_options& o,
+                             xconv::output_mask mask,
+                             std::size_t limit_mib)
+    {
+        xconv_test::engine gen(seed);
+        const auto x = xconv_test::random_tensor<T, 4>(x_shape, gen);
+        const auto w = xconv_test::random_tensor<T, 4>(w_shape, gen);
+        const auto y = xconv::conv2d(x, w, o);
+        const auto gy = xconv_test::random_tensor<T, 4>({y.shape()[0], y.shape()[1], y.shape()[2], y.shape()[3]}, gen);
+        check_scratch_peak(
+            what,
+            [&] {
+                const auto g = xconv::conv2d_backward(gy, x, w, o, mask);
+                CHECK(g.grad_input.shape()[1] == (mask[0] ? x_shape[1] : 0));
+                CHECK(g.grad_weight.shape()[1] == (mask[1] ? w_shape[1] : 0));
+            },
+            limit_mib);
+    }
+}  // namespace
+
 TEST_CASE("scratch: a step of a pass gives up what an earlier step left in its buffers past its own need", "[threads]")
 {
     // The input gradient of a stride-2 layer, 128 -> 384 channels, 56 x 56 -> 28 x 28, 2 samples,
     // under a 2 MiB limit, runs by row phases: the band one row phase asked of a buffer stayed
     // marked as needed beside the tile of C^T a later step sized for itself (2.13 MiB held at
     // 2 threads).
-    xconv_test::engine gen(779);
-    const auto x = xconv_test::random_tensor<float, 4>({2, 128, 56, 56}, gen);
-    const auto w = xconv_test::random_tensor<float, 4>({384, 128, 3, 3}, gen);
-    const auto gy = xconv_test::random_tensor<float, 4>({2, 384, 28, 28}, gen);
     xconv::conv2d_options o;
     o.stride = 2;
     o.padding = 1;
-    check_scratch_peak(
-        "input gradient under 2 MiB",
-        [&] {
-            const auto g = xconv::conv2d_backward(gy, x, w, o, {true, false, false});
-            CHECK(g.grad_input.shape()[2] == 56);
-        },
-        2);
+    check_backward_peak<float>("input gradient under 2 MiB", 779, {2, 128, 56, 56}, {384, 128, 3, 3}, o, {true, false, false}, 2);
 }
 
 TEST_CASE("scratch: a weight gradient's column blocks fit a tight limit: narrow enough for one panel of positions, one route's buffers at a time", "[threads]")
@@ -469,36 +488,16 @@ TEST_CASE("scratch: a weight gradient's column blocks fit a tight limit: narrow 
     // threads. The lowered pass's smallest tile (one register panel of positions) and its packed
     // copy, over a thread's 2304 columns, took 1.1 MiB per thread (2.13 MiB held at 2 threads
     // under 2 MiB).
-    xconv_test::engine gen(780);
-    const auto x = xconv_test::random_tensor<float, 4>({1, 512, 28, 28}, gen);
-    const auto w = xconv_test::random_tensor<float, 4>({16, 512, 3, 3}, gen);
-    const auto gy = xconv_test::random_tensor<float, 4>({1, 16, 28, 28}, gen);
     xconv::conv2d_options o;
     o.padding = 1;
-    check_scratch_peak(
-        "weight gradient under 2 MiB",
-        [&] {
-            const auto g = xconv::conv2d_backward(gy, x, w, o, {false, true, false});
-            CHECK(g.grad_weight.shape()[1] == 512);
-        },
-        2);
+    check_backward_peak<float>("weight gradient under 2 MiB", 780, {1, 512, 28, 28}, {16, 512, 3, 3}, o, {false, true, false}, 2);
     // 128 -> 384 channels, 28 x 28 -> 14 x 14, 2 samples, float64: a thread's blocks of columns
     // differ by up to a vector in width, and took different routes (the lowered pass, then the
     // implicit GEMM); the buffers of the first route stayed marked as needed beside the second's
     // (2.47 MiB held at 2 threads under 2 MiB).
-    const auto xd = xconv_test::random_tensor<double, 4>({2, 128, 28, 28}, gen);
-    const auto wd = xconv_test::random_tensor<double, 4>({384, 128, 3, 3}, gen);
-    const auto gyd = xconv_test::random_tensor<double, 4>({2, 384, 14, 14}, gen);
-    xconv::conv2d_options os;
-    os.stride = 2;
-    os.padding = 1;
-    check_scratch_peak(
-        "weight gradient by blocks of two routes under 2 MiB, float64",
-        [&] {
-            const auto g = xconv::conv2d_backward(gyd, xd, wd, os, {false, true, false});
-            CHECK(g.grad_weight.shape()[0] == 384);
-        },
-        2);
+    o.stride = 2;
+    check_backward_peak<double>("weight gradient by blocks of two routes under 2 MiB, float64", 781, {2, 128, 28, 28}, {384, 128, 3, 3}, o,
+                                {false, true, false}, 2);
 }
 
 namespace
