@@ -518,6 +518,14 @@ namespace xconv
             aligned_buffer() noexcept = default;
 
             T* get(std::size_t n) { return static_cast<T*>(get_bytes(n * sizeof(T))); }
+
+            /// get(n) for a step of a pass that needs only n elements, whatever an earlier step
+            /// asked: what the buffer holds past them may be given back when room runs short.
+            T* get_for_step(std::size_t n)
+            {
+                shrink_asked(n * sizeof(T));
+                return get(n);
+            }
         };
     }  // namespace detail
 }  // namespace xconv

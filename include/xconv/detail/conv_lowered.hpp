@@ -884,9 +884,6 @@ namespace xconv
             const auto lanes = static_cast<std::int64_t>(gemm_traits<T>::lanes);
             const std::int64_t cache_width =
                 std::max(lanes, static_cast<std::int64_t>(cache_tile_bytes / sizeof(T)) / std::max<std::int64_t>(rows, 1) / lanes * lanes);
-            // Blocks of even width: a narrow last block could take another route than the
-            // others (the implicit GEMM where they could not), and the thread would then keep
-            // both routes' buffers at once.
             // Under a tight budget, blocks narrow enough that the smallest tile of the lowered
             // pass (one register panel of positions, and its packed copy) and an A block fit it.
             const auto budget_width = [&](std::size_t budget) {
@@ -894,6 +891,9 @@ namespace xconv
                 const std::size_t per_column = 2 * gemm_traits<T>::nr * sizeof(T);
                 return std::max(lanes, static_cast<std::int64_t>((budget > a ? budget - a : 0) / per_column) / lanes * lanes);
             };
+            // Blocks of even width (up to a vector): a narrow last block could take another
+            // route than the others (the implicit GEMM where they could not);
+            // backward_weight_block lets the earlier route's buffers go.
             const auto columns = [&](std::int64_t g, std::int64_t k_begin, std::int64_t k_end, std::size_t budget) {
                 const std::int64_t widest = std::min(cache_width, budget_width(budget));
                 const std::int64_t n_blocks = (k_end - k_begin + widest - 1) / widest;

@@ -419,8 +419,7 @@ namespace xconv
                 }
                 const auto band_elements = static_cast<std::size_t>(ay.taps == 0 ? 0 : Cp * rows * row_pixels);
                 // The band of an earlier row phase is not used again.
-                conv_workspace<T>::local().tile.shrink_asked(band_elements * sizeof(T));
-                T* band = conv_workspace<T>::local().tile.get(band_elements);
+                T* band = conv_workspace<T>::local().tile.get_for_step(band_elements);
                 const std::size_t rest = budget > band_elements * sizeof(T) ? budget - band_elements * sizeof(T) : 0;
                 for (std::int64_t t0 = 0; t0 < ay.count; t0 += rows)
                 {
