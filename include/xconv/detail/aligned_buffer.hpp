@@ -520,7 +520,9 @@ namespace xconv
             T* get(std::size_t n) { return static_cast<T*>(get_bytes(n * sizeof(T))); }
 
             /// get(n) for a step of a pass that needs only n elements, whatever an earlier step
-            /// asked: what the buffer holds past them may be given back when room runs short.
+            /// asked: what the buffer holds past them may be given back when room runs short. A
+            /// step that uses several buffers lowers all their marks (shrink_asked) before it
+            /// gets any of them, so that a growing one can take what the others no longer need.
             T* get_for_step(std::size_t n)
             {
                 shrink_asked(n * sizeof(T));

@@ -157,16 +157,14 @@ namespace xconv
             /// short.
             tile get(const need& n)
             {
-                tile t{ct.get_for_step(n.ct), base.get_for_step(n.base), off.get_for_step(n.off), nullptr};
-                if (n.source > 0)
-                {
-                    t.source = source.get_for_step(n.source);
-                }
-                else
-                {
-                    source.shrink_asked(0);
-                }
-                return t;
+                // Every mark first: a buffer that grows may then take the room the others hold
+                // past their new need (lowering each mark just before its own get would leave
+                // the later buffers' old marks standing while the earlier ones grow).
+                ct.shrink_asked(n.ct * sizeof(T));
+                base.shrink_asked(n.base * sizeof(std::ptrdiff_t));
+                off.shrink_asked(n.off * sizeof(std::int32_t));
+                source.shrink_asked(n.source * sizeof(T));
+                return tile{ct.get(n.ct), base.get(n.base), off.get(n.off), n.source > 0 ? source.get(n.source) : nullptr};
             }
 
             static implicit_workspace& local()
