@@ -514,6 +514,35 @@ TEST_CASE("scratch: a weight gradient's column blocks fit a tight limit: narrow 
                                 {false, true, false}, 2);
 }
 
+TEST_CASE("scratch: a forward pass whose implicit GEMM cannot fit a tight limit runs on column tiles, with the same result", "[threads]")
+{
+    // 384 -> 32 channels, stride 2, rows 111 wide, float64: the implicit GEMM's smallest tile, one
+    // output row, reads a bordered copy of 3 rows x 113 columns x 384 channels, 1.0 MiB per thread
+    // (2.90 MiB held at 2 threads under 2 MiB). Under such a limit the column tiles of the lowered
+    // pass run instead; they sum each output in the same order, so the result is the same bits.
+    xconv_test::engine gen(782);
+    const auto x = xconv_test::random_tensor<double, 4>({2, 384, 9, 111}, gen);
+    const auto w = xconv_test::random_tensor<double, 4>({32, 384, 3, 3}, gen);
+    const auto b = xconv_test::random_tensor<double, 1>({32}, gen);
+    xconv::conv2d_options o;
+    o.stride = 2;
+    o.padding = 1;
+    const auto y = xconv::conv2d(x, w, b, o);  // the default limit: the implicit GEMM
+    xconv_test::conv_geometry g;
+    g.stride_h = g.stride_w = 2;
+    g.pad_top = g.pad_bottom = g.pad_left = g.pad_right = 1;
+    const auto r = xconv_test::compare(y, xconv_test::conv2d(x, w, &b, g), 1e-10);
+    INFO("conv2d under the default limit against the reference: " << r.message);
+    CHECK(r.ok);
+    check_scratch_peak(
+        "forward pass under 2 MiB, float64",
+        [&] {
+            const auto y2 = xconv::conv2d(x, w, b, o);
+            CHECK((y2.shape() == y.shape() && std::memcmp(y2.data(), y.data(), y.size() * sizeof(double)) == 0));
+        },
+        2);
+}
+
 namespace
 {
     /// A thread that runs the steps it is given one at a time, each when asked, so that a test can

@@ -42,6 +42,7 @@
 #include "../options.hpp"
 #include "aligned_buffer.hpp"
 #include "conv_pack.hpp"
+#include "conv_parallel.hpp"
 #include "conv_scratch.hpp"
 #include "gemm_driver.hpp"
 #include "gemm_kernel.hpp"
@@ -369,6 +370,54 @@ namespace xconv
             }
         };
 
+        /// The bytes a thread's implicit_forward holds: besides a tile's rows (rows of C^T with
+        /// their window bases, and the rows of the bordered copy they read) a micro-panel of W^T
+        /// when it packs its own, the offsets of the K taps, and the last register panel's spare
+        /// rows.
+        template <class T>
+        struct implicit_bytes
+        {
+            std::size_t ldct;            // row length of the C^T tile
+            std::size_t fixed;           // per thread, whatever the tile
+            std::size_t sample_bytes;    // a whole sample, its bordered copy included
+            std::size_t row_bytes;       // one more output row of a band
+            std::size_t halo_bytes;      // the bordered rows a band reads beyond its own
+
+            implicit_bytes(const window2d& win, std::int64_t Cp, std::int64_t Cg, bool packed_wt) noexcept
+            {
+                using traits = gemm_traits<T>;
+                constexpr std::size_t MR = traits::implicit_mr, NR = traits::nr, KC = traits::kc;
+                const implicit_geometry geo(win);
+                const auto uK = static_cast<std::size_t>(Cp * win.taps()), uCg = static_cast<std::size_t>(Cg);
+                // Rows of the C^T tile a cache line longer than the panels: rows a power of two
+                // apart would share the cache's sets.
+                ldct = (uCg + NR - 1) / NR * NR + 64 / sizeof(T);
+                fixed = (packed_wt ? 0 : std::min(KC, uK) * NR * sizeof(T)) + (uK + implicit_prefetch_distance) * sizeof(std::int32_t)
+                        + MR * (ldct * sizeof(T) + sizeof(std::ptrdiff_t));
+                const std::size_t sample_source = geo.bordered ? static_cast<std::size_t>(Cp * geo.height * geo.width) * sizeof(T) : 0;
+                const std::size_t position_bytes = ldct * sizeof(T) + sizeof(std::ptrdiff_t);
+                sample_bytes = static_cast<std::size_t>(win.blocks()) * position_bytes + sample_source;
+                // r output rows: r * bw rows of C^T, and r * sh + halo rows of the bordered copy
+                row_bytes = static_cast<std::size_t>(win.blocks_w) * position_bytes
+                            + (geo.bordered ? static_cast<std::size_t>(Cp * win.stride_h * geo.width) * sizeof(T) : 0);
+                const std::int64_t halo = std::max<std::int64_t>(0, (win.kernel_h - 1) * win.dil_h + 1 - win.stride_h);
+                halo_bytes = geo.bordered ? static_cast<std::size_t>(Cp * halo * geo.width) * sizeof(T) : 0;
+            }
+
+            /// The least a thread holds: tiles of one output row.
+            std::size_t floor() const noexcept { return fixed + halo_bytes + row_bytes; }
+        };
+
+        /// Whether the implicit GEMMs of all the threads of a call fit the scratch limit with
+        /// `shared` bytes beside them, at their smallest tiles (one output row each, each thread
+        /// packing its own micro-panels of W^T). Not so for many channels of wide rows under a
+        /// small limit; the column tiles of the lowered passes, which tile finer, then run instead.
+        template <class T>
+        bool implicit_fits_limit(const window2d& win, std::int64_t Cp, std::int64_t Cg, std::size_t shared = 0) noexcept
+        {
+            return static_cast<std::size_t>(conv_threads()) * implicit_bytes<T>(win, Cp, Cg, false).floor() + shared <= scratch_limit();
+        }
+
         /// grid_s [Cg, L] = W [Cg, K] x cols(plane_s) [K, L] (+ bias per row) for the samples s in
         /// [0, N): plane of sample s at plane + s * plane_stride, its grid at grid + s *
         /// grid_stride. The GEMM's B = W^T [K, Cg] is `packed_wt`, packed whole by prepack_b, or,
@@ -398,9 +447,8 @@ namespace xconv
             const std::int64_t L = win.blocks();
             const std::int64_t bw = win.blocks_w;
             const auto uK = static_cast<std::size_t>(K), uCg = static_cast<std::size_t>(Cg);
-            // Rows of the C^T tile a cache line longer than the panels: rows a power of two apart
-            // would share the cache's sets.
-            const std::size_t ldct = (uCg + NR - 1) / NR * NR + 64 / sizeof(T);
+            const implicit_bytes<T> bytes(win, Cp, Cg, packed_wt != nullptr);
+            const std::size_t ldct = bytes.ldct;
             const implicit_geometry geo(win);
             if (N <= 0 || L <= 0 || Cg <= 0)
             {
@@ -408,26 +456,14 @@ namespace xconv
             }
 
             // Tiles: whole samples when one fits the cache with its bordered copy, else bands of
-            // output rows of one sample. Besides a tile's rows (rows of C^T with their window
-            // bases, and the rows of the bordered copy they read) a thread holds a micro-panel
-            // of W^T when it packs its own, the offsets of the K taps, and the last register
-            // panel's spare rows.
-            const std::size_t fixed = (packed_wt != nullptr ? 0 : std::min(KC, uK) * NR * sizeof(T))
-                                      + (uK + implicit_prefetch_distance) * sizeof(std::int32_t)
-                                      + MR * (ldct * sizeof(T) + sizeof(std::ptrdiff_t));
+            // output rows of one sample (implicit_bytes).
+            const std::size_t fixed = bytes.fixed, sample_bytes = bytes.sample_bytes, row_bytes = bytes.row_bytes,
+                              halo_bytes = bytes.halo_bytes;
 #if defined(XCONV_USE_OPENMP)
             const std::int64_t threads = omp_in_parallel() ? 1 : std::max<std::int64_t>(1, omp_get_max_threads());
 #else
             const std::int64_t threads = 1;
 #endif
-            const std::size_t sample_source = geo.bordered ? static_cast<std::size_t>(Cp * geo.height * geo.width) * sizeof(T) : 0;
-            const std::size_t position_bytes = ldct * sizeof(T) + sizeof(std::ptrdiff_t);
-            const std::size_t sample_bytes = static_cast<std::size_t>(L) * position_bytes + sample_source;
-            // r output rows: r * bw rows of C^T, and r * sh + halo rows of the bordered copy
-            const std::size_t row_bytes = static_cast<std::size_t>(bw) * position_bytes
-                                          + (geo.bordered ? static_cast<std::size_t>(Cp * win.stride_h * geo.width) * sizeof(T) : 0);
-            const std::int64_t halo = std::max<std::int64_t>(0, (win.kernel_h - 1) * win.dil_h + 1 - win.stride_h);
-            const std::size_t halo_bytes = geo.bordered ? static_cast<std::size_t>(Cp * halo * geo.width) * sizeof(T) : 0;
             const auto bands_for = [&](std::size_t room) {
                 const std::int64_t rows = std::clamp<std::int64_t>(
                     static_cast<std::int64_t>((room > halo_bytes ? room - halo_bytes : 0) / row_bytes), 1, win.blocks_h);

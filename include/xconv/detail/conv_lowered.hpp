@@ -696,6 +696,16 @@ namespace xconv
                    && (narrow || (Cp * win.taps() >= 128 && !is_identity(win)));
         }
 
+        /// The bytes of the weight W^T [K, Cg] of G groups packed for a call of N samples, as
+        /// implicit_over_batch packs it when it fits (packs_once); 0 for one sample.
+        template <class T>
+        std::size_t weight_packed_once_bytes(std::int64_t G, std::int64_t K, std::int64_t Cg, std::int64_t N) noexcept
+        {
+            const std::size_t bytes = prepacked_b_size<T>(static_cast<std::size_t>(K), static_cast<std::size_t>(Cg)) * sizeof(T)
+                                      * static_cast<std::size_t>(G);
+            return N > 1 && bytes <= scratch_limit() / 4 * 3 ? bytes : 0;
+        }
+
         /// A B packer (gemm_pack.hpp) of the columns [col0, col0 + N) of another's operand.
         template <class Packer>
         struct column_block_packer
@@ -797,7 +807,7 @@ namespace xconv
                                 const T* bias)
         {
             const std::int64_t K = Cp * win.taps();
-            if (use_implicit<T>(win, Cp, Cg))
+            if (use_implicit<T>(win, Cp, Cg) && implicit_fits_limit<T>(win, Cp, Cg, weight_packed_once_bytes<T>(G, K, Cg, N)))
             {
                 implicit_over_batch<T>(win, Cp, Cg, G, N, [&](std::int64_t g) { return strided_b_packer<T>{transposed(W + g * Cg * K, K)}; },
                                        plane, plane_stride, grid, grid_stride, bias);

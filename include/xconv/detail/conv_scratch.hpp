@@ -21,9 +21,14 @@
 // So the bytes all buffers hold stay within the limit, up to the two exceptions below.
 //
 // Two things are outside the cap: a padded copy of one sample's group of input channels (or of
-// its gradient) for padding modes other than zeros, and a floor of one tile (one GEMM register
-// panel of output positions) below which no pass tiles, whatever the limit (with more threads than
-// the limit's share per thread allows, the floors of the threads together can pass it).
+// its gradient) for padding modes other than zeros, and a floor of one tile below which no pass
+// tiles, whatever the limit: one GEMM register panel of output positions for the column tiles,
+// one output row (with the bordered rows it reads, over all input channels) for the implicit
+// GEMM. With more threads than the limit's share per thread allows, the floors of the threads
+// together can pass it. The forward pass then leaves the implicit GEMM for the column tiles
+// (implicit_fits_limit; both sum each output in the same order); the stride-1 input gradient and
+// a transposed layer's forward by sub-pixel phases do not, since their other routes sum in
+// another order and the result must not depend on the limit.
 #ifndef XCONV_DETAIL_CONV_SCRATCH_HPP
 #define XCONV_DETAIL_CONV_SCRATCH_HPP
 
