@@ -404,6 +404,17 @@ extern "C" int xconv_bench_threads()
 #endif
 }
 
+/// Sets the threads xconv's passes start from the calling thread (omp_set_num_threads; without
+/// OpenMP nothing changes). For thread_speedup.py, which times 1 and n threads in turn.
+extern "C" void xconv_bench_set_threads(int threads)
+{
+#ifdef XCONV_USE_OPENMP
+    omp_set_num_threads(threads);
+#else
+    (void)threads;
+#endif
+}
+
 #if !defined(XCONV_BENCH_LIBRARY)
 int main(int argc, char** argv)
 {
