@@ -27,6 +27,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <xtensor/xview.hpp>
 #include <xconv/xconv.hpp>
 
 #if defined(XCONV_USE_OPENMP)
@@ -541,6 +542,40 @@ TEST_CASE("scratch: a forward pass whose implicit GEMM cannot fit a tight limit 
             CHECK((y2.shape() == y.shape() && std::memcmp(y2.data(), y.data(), y.size() * sizeof(double)) == 0));
         },
         2);
+}
+
+TEST_CASE("scratch: a weight packed for the call leaves room for the threads' smallest implicit tiles", "[threads]")
+{
+    // The stride-1 input gradient of a 32 -> 384 layer, rows 56 wide, 8 samples, float64: the
+    // flipped kernel's forward pass, whose tiles read a bordered copy of 384 channels (at least
+    // 0.5 MiB per thread). The flipped kernel (0.84 MiB) was packed for the call beside three
+    // threads' smallest tiles (2.47 MiB held at 3 threads under 2 MiB); it is now packed in blocks,
+    // or panel by panel, when the tiles leave too little room. The same bits either way.
+    xconv_test::engine gen(784);
+    const auto x = xconv_test::random_tensor<double, 4>({8, 32, 4, 56}, gen);
+    const auto w = xconv_test::random_tensor<double, 4>({384, 32, 3, 3}, gen);
+    const auto gy = xconv_test::random_tensor<double, 4>({8, 384, 4, 56}, gen);
+    xconv::conv2d_options o;
+    o.padding = 1;
+    // First under 2 MiB, from no scratch held (what an earlier call leaves in the threads'
+    // buffers changes how they add up), then under the default limit.
+    std::vector<xt::xtensor<double, 4>> under_2mib;
+    check_scratch_peak(
+        "input gradient under 2 MiB, float64",
+        [&] { under_2mib.push_back(xconv::conv2d_backward(gy, x, w, o, {true, false, false}).grad_input); }, 2);
+    const auto gx = xconv::conv2d_backward(gy, x, w, o, {true, false, false}).grad_input;
+    xconv_test::conv_geometry g;
+    g.pad_top = g.pad_bottom = g.pad_left = g.pad_right = 1;
+    // the reference on the first sample (each sample's input gradient is its own)
+    const xt::xtensor<double, 4> x0 = xt::view(x, xt::range(0, 1)), gy0 = xt::view(gy, xt::range(0, 1));
+    const xt::xtensor<double, 4> gx0 = xt::view(gx, xt::range(0, 1));
+    const auto r = xconv_test::compare(gx0, xconv_test::conv2d_backward(gy0, x0, w, g).input, 1e-10);
+    INFO("grad_input of sample 0 under the default limit against the reference: " << r.message);
+    CHECK(r.ok);
+    for (const auto& gx2 : under_2mib)
+    {
+        CHECK((gx2.shape() == gx.shape() && std::memcmp(gx2.data(), gx.data(), gx.size() * sizeof(double)) == 0));
+    }
 }
 
 namespace

@@ -408,14 +408,15 @@ namespace xconv
             std::size_t floor() const noexcept { return fixed + halo_bytes + row_bytes; }
         };
 
-        /// Whether the implicit GEMMs of all the threads of a call fit the scratch limit with
-        /// `shared` bytes beside them, at their smallest tiles (one output row each, each thread
-        /// packing its own micro-panels of W^T). Not so for many channels of wide rows under a
-        /// small limit; the column tiles of the lowered passes, which tile finer, then run instead.
+        /// Whether the implicit GEMMs of all the threads of a call fit the scratch limit at their
+        /// smallest tiles (one output row each, each thread packing its own micro-panels of W^T;
+        /// a weight packed for the call only takes the room they leave: implicit_over_batch).
+        /// Not so for many channels of wide rows under a small limit; the column tiles of the
+        /// lowered passes, which tile finer, then run instead.
         template <class T>
-        bool implicit_fits_limit(const window2d& win, std::int64_t Cp, std::int64_t Cg, std::size_t shared = 0) noexcept
+        bool implicit_fits_limit(const window2d& win, std::int64_t Cp, std::int64_t Cg) noexcept
         {
-            return static_cast<std::size_t>(conv_threads()) * implicit_bytes<T>(win, Cp, Cg, false).floor() + shared <= scratch_limit();
+            return static_cast<std::size_t>(conv_threads()) * implicit_bytes<T>(win, Cp, Cg, false).floor() <= scratch_limit();
         }
 
         /// grid_s [Cg, L] = W [Cg, K] x cols(plane_s) [K, L] (+ bias per row) for the samples s in

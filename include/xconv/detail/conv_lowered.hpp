@@ -696,16 +696,6 @@ namespace xconv
                    && (narrow || (Cp * win.taps() >= 128 && !is_identity(win)));
         }
 
-        /// The bytes of the weight W^T [K, Cg] of G groups packed for a call of N samples, as
-        /// implicit_over_batch packs it when it fits (packs_once); 0 for one sample.
-        template <class T>
-        std::size_t weight_packed_once_bytes(std::int64_t G, std::int64_t K, std::int64_t Cg, std::int64_t N) noexcept
-        {
-            const std::size_t bytes = prepacked_b_size<T>(static_cast<std::size_t>(K), static_cast<std::size_t>(Cg)) * sizeof(T)
-                                      * static_cast<std::size_t>(G);
-            return N > 1 && bytes <= scratch_limit() / 4 * 3 ? bytes : 0;
-        }
-
         /// A B packer (gemm_pack.hpp) of the columns [col0, col0 + N) of another's operand.
         template <class Packer>
         struct column_block_packer
@@ -760,13 +750,23 @@ namespace xconv
         {
             const auto uK = static_cast<std::size_t>(Cp * win.taps()), uCg = static_cast<std::size_t>(Cg);
             const std::int64_t L = win.blocks();
+            // The weight is packed for the call only in the room the threads' smallest tiles
+            // leave beside it (implicit_bytes::floor): under a small limit the tiles come first,
+            // and the weight is packed in blocks of channels, or panel by panel in the GEMMs.
+            const std::size_t limit = scratch_limit();
+            const std::size_t floors = static_cast<std::size_t>(conv_threads()) * implicit_bytes<T>(win, Cp, Cg, true).floor();
+            const std::size_t room = limit > floors ? limit - floors : 0;
             const packed_weights<T> whole =
-                pack_weights_once<T>(G, prepacked_b_size<T>(uK, uCg), N, [&](std::int64_t g, std::size_t part, std::size_t parts, T* d) {
-                    prepack_b<T>(packer(g), uK, uCg, d, part, parts);
-                });
+                prepacked_b_size<T>(uK, uCg) * sizeof(T) * static_cast<std::size_t>(G) > room
+                    ? packed_weights<T>{}
+                    : pack_weights_once<T>(G, prepacked_b_size<T>(uK, uCg), N, [&](std::int64_t g, std::size_t part, std::size_t parts, T* d) {
+                          prepack_b<T>(packer(g), uK, uCg, d, part, parts);
+                      });
             // A weight too large to pack once for the call: block after block of grid channels,
-            // each packed once for the call, so that the samples share the packing.
-            const std::int64_t cols = whole.data == nullptr && N > 1 ? implicit_column_block<T>(uK, Cg, G, scratch_limit()) : Cg;
+            // each packed once for the call, so that the samples share the packing (blocks of
+            // at most three quarters of the limit, and of the room the tiles leave).
+            const std::size_t block_limit = room >= limit / 4 * 3 ? limit : room / 3 * 4;
+            const std::int64_t cols = whole.data == nullptr && N > 1 ? implicit_column_block<T>(uK, Cg, G, block_limit) : Cg;
             for (std::int64_t j0 = 0; j0 < Cg; j0 += cols)
             {
                 const std::int64_t nc = std::min(cols, Cg - j0);
@@ -807,7 +807,7 @@ namespace xconv
                                 const T* bias)
         {
             const std::int64_t K = Cp * win.taps();
-            if (use_implicit<T>(win, Cp, Cg) && implicit_fits_limit<T>(win, Cp, Cg, weight_packed_once_bytes<T>(G, K, Cg, N)))
+            if (use_implicit<T>(win, Cp, Cg) && implicit_fits_limit<T>(win, Cp, Cg))
             {
                 implicit_over_batch<T>(win, Cp, Cg, G, N, [&](std::int64_t g) { return strided_b_packer<T>{transposed(W + g * Cg * K, K)}; },
                                        plane, plane_stride, grid, grid_stride, bias);

@@ -25,10 +25,12 @@
 // tiles, whatever the limit: one GEMM register panel of output positions for the column tiles,
 // one output row (with the bordered rows it reads, over all input channels) for the implicit
 // GEMM. With more threads than the limit's share per thread allows, the floors of the threads
-// together can pass it. The forward pass then leaves the implicit GEMM for the column tiles
-// (implicit_fits_limit; both sum each output in the same order); the stride-1 input gradient and
-// a transposed layer's forward by sub-pixel phases do not, since their other routes sum in
-// another order and the result must not depend on the limit.
+// together can pass it. A weight the implicit GEMM packs for the call takes only the room the
+// floors leave (implicit_over_batch), and the forward pass leaves the implicit GEMM for the
+// column tiles when the floors alone do not fit (implicit_fits_limit; both sum each output in the
+// same order); the stride-1 input gradient and a transposed layer's forward by sub-pixel phases
+// do not change route, since their other routes sum in another order and the result must not
+// depend on the limit.
 #ifndef XCONV_DETAIL_CONV_SCRATCH_HPP
 #define XCONV_DETAIL_CONV_SCRATCH_HPP
 
