@@ -756,10 +756,11 @@ namespace xconv
             const std::size_t limit = scratch_limit();
             const std::size_t floors = static_cast<std::size_t>(conv_threads()) * implicit_bytes<T>(win, Cp, Cg, true).floor();
             const std::size_t room = limit > floors ? limit - floors : 0;
+            const std::size_t whole_size = prepacked_b_size<T>(uK, uCg);
             const packed_weights<T> whole =
-                prepacked_b_size<T>(uK, uCg) * sizeof(T) * static_cast<std::size_t>(G) > room
+                whole_size * sizeof(T) * static_cast<std::size_t>(G) > room
                     ? packed_weights<T>{}
-                    : pack_weights_once<T>(G, prepacked_b_size<T>(uK, uCg), N, [&](std::int64_t g, std::size_t part, std::size_t parts, T* d) {
+                    : pack_weights_once<T>(G, whole_size, N, [&](std::int64_t g, std::size_t part, std::size_t parts, T* d) {
                           prepack_b<T>(packer(g), uK, uCg, d, part, parts);
                       });
             // A weight too large to pack once for the call: block after block of grid channels,
