@@ -464,7 +464,7 @@ TEST_CASE("conv2d paths: narrow outputs, 1x1 kernels, direct kernels, large padd
         {2, 12, 10, 9, 11, 1, 1},
         {2, 12, 10, 9, 11, 1, 1, 1, 1, 0, 0, 1, 1, 2},
         {1, 8, 6, 5, 7, 1, 1, 2, 2},                  // 1x1 with stride: general path
-        {1, 128, nr, 17, 16, 1, 1},                   // 1x1, a panel of outputs, depth 128, wide: packed GEMM
+        {1, 128, nr, 17, 16, 1, 1},                   // 1x1, a panel of outputs, depth 128, wide: implicit or packed GEMM (by maker)
         // padding larger than the kernel (negative offsets in the direct backward-data)
         {2, 3, 4, 5, 6, 2, 2, 1, 1, 3, 2},
         // direct kernels: depthwise 3x3 / 5x5 / 1x1 at widths around the vector width, multipliers
@@ -500,6 +500,58 @@ TEST_CASE("conv2d paths: narrow outputs, 1x1 kernels, direct kernels, large padd
     {
         check_conv_case<double>(c, gen, 1e-10);
     }
+}
+
+namespace
+{
+    /// Sets the processor maker whose measured route choices apply, for one scope.
+    struct route_maker_scope
+    {
+        explicit route_maker_scope(xconv::detail::cpu_maker maker) noexcept { xconv::detail::set_route_maker(maker); }
+        ~route_maker_scope() { xconv::detail::reset_route_maker(); }
+        route_maker_scope(const route_maker_scope&) = delete;
+        route_maker_scope& operator=(const route_maker_scope&) = delete;
+    };
+
+    /// A deep 1x1 layer read in place (stride 1, no padding; 128 channels each way, so that the
+    /// input gradient is deep too; 323 positions, not a narrow output in either type) runs on the implicit GEMM with AMD's choices and on the packed
+    /// GEMM with Intel's (detail::use_implicit): the same bits either way, and the reference's
+    /// values.
+    template <class T>
+    void check_1x1_routes(engine& gen, double tol)
+    {
+        using xconv::detail::cpu_maker;
+        const auto x = random_tensor<T, 4>({2, 128, 17, 19}, gen);
+        const auto w = random_tensor<T, 4>({128, 128, 1, 1}, gen);
+        const auto b = random_tensor<T, 1>({128}, gen);
+        const auto gy = random_tensor<T, 4>({2, 128, 17, 19}, gen);
+        const xconv::conv2d_options o;
+        xt::xtensor<T, 4> y[2];
+        xconv::conv_gradients<T, 4> grads[2];
+        const cpu_maker makers[2] = {cpu_maker::amd, cpu_maker::intel};
+        for (int m = 0; m < 2; ++m)
+        {
+            const route_maker_scope scope(makers[m]);
+            y[m] = xconv::conv2d(x, w, b, o);
+            grads[m] = xconv::conv2d_backward(gy, x, w, o);
+        }
+        bitwise_equal(y[0], y[1], "1x1 forward, implicit and packed GEMM");
+        bitwise_equal(grads[0].grad_input, grads[1].grad_input, "1x1 grad_input, implicit and packed GEMM");
+        bitwise_equal(grads[0].grad_weight, grads[1].grad_weight, "1x1 grad_weight");
+        bitwise_equal(grads[0].grad_bias, grads[1].grad_bias, "1x1 grad_bias");
+        const xconv_test::conv_geometry g;
+        close(y[0], xconv_test::conv2d(x, w, &b, g), tol, "1x1 forward");
+        const auto ref = xconv_test::conv2d_backward(gy, x, w, g);
+        close(grads[0].grad_input, ref.input, tol, "1x1 grad_input");
+        close(grads[0].grad_weight, ref.weight, tol, "1x1 grad_weight");
+    }
+}
+
+TEST_CASE("1x1 layers read in place: the implicit and the packed GEMM give the same bits", "[fastpaths]")
+{
+    engine gen(516);
+    check_1x1_routes<float>(gen, 1e-4);
+    check_1x1_routes<double>(gen, 1e-10);
 }
 
 TEST_CASE("tensors over the huge-page advice size are computed like small ones", "[fastpaths]")

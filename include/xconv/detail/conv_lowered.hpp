@@ -680,20 +680,28 @@ namespace xconv
         /// Whether the implicit GEMM computes a forward pass over `win` with Cp plane channels and
         /// Cg grid channels per group. It saves the im2col packing but stores its result
         /// transposed: it pays unless the product is shallow (below 128, measured on the suite's
-        /// 7 x 7 stem, K = 147), and for narrow outputs, computed transposed anyway. Not for a
-        /// 1 x 1 window read in place (is_identity), which the plain GEMM reads with nothing to
-        /// save: there the implicit tile's rows step through the channels a whole plane apart.
-        /// Measured on the Xeon against the plain GEMM, in one process: 1.45 times as long on
-        /// the suite's 56 x 56 layer (256 -> 64 channels; float32, 1 thread; 1.41 to 1.68 at 2
-        /// threads and in float64); at 28 x 28 (512 -> 128) 0.96 times as long at 1 thread but
-        /// 1.15 at 2 and 1.13 in float64; level at 14 x 14. Narrow outputs keep it. Few channels
+        /// 7 x 7 stem, K = 147), and for narrow outputs, computed transposed anyway. Few channels
         /// per group go to the direct passes instead.
+        ///
+        /// A 1 x 1 window read in place (is_identity) is the one case where the two makers'
+        /// cores measured the other way round, so there the choice is the processor's
+        /// (route_maker). The implicit tile's rows step through the channels a whole plane
+        /// apart, where the packed GEMM copies each plane's run of positions once. Implicit time /
+        /// packed time, in one process or alternating processes, medians:
+        ///   Intel Xeon (AVX-512): the suite's 56 x 56 layer (256 -> 64 channels) 1.45 (float32,
+        ///     1 thread), 1.41 to 1.68 at 2 threads and in float64; 28 x 28 (512 -> 128) 0.96 at
+        ///     1 thread but 1.15 at 2 and 1.13 in float64; level at 14 x 14.
+        ///   AMD Zen 4: 56 x 56 0.78 (float32, 1 thread), 0.71 at 2 threads, 0.77 and 0.81 in
+        ///     float64; 28 x 28 0.90, 0.85, 0.88, 0.87; 14 x 14 (1024 -> 256) 1.05 and 1.03 in
+        ///     float32, 0.92 and 0.89 in float64.
+        /// So the implicit GEMM on AMD's cores, the packed one elsewhere; narrow outputs keep the
+        /// implicit one everywhere.
         template <class T>
         bool use_implicit(const window2d& win, std::int64_t Cp, std::int64_t Cg) noexcept
         {
             const bool narrow = narrow_output<T>(win.blocks(), Cg);
-            return !prefer_direct(Cp, Cg) && implicit_forward_applies<T>(win, Cp, Cg)
-                   && (narrow || (Cp * win.taps() >= 128 && !is_identity(win)));
+            const bool deep = Cp * win.taps() >= 128 && (!is_identity(win) || route_maker() == cpu_maker::amd);
+            return !prefer_direct(Cp, Cg) && implicit_forward_applies<T>(win, Cp, Cg) && (narrow || deep);
         }
 
         /// A B packer (gemm_pack.hpp) of the columns [col0, col0 + N) of another's operand.

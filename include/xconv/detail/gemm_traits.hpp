@@ -10,6 +10,7 @@
 #ifndef XCONV_DETAIL_GEMM_TRAITS_HPP
 #define XCONV_DETAIL_GEMM_TRAITS_HPP
 
+#include <atomic>
 #include <cstddef>
 #include <type_traits>
 
@@ -80,6 +81,58 @@ namespace xconv
         {
             static constexpr std::size_t value = 1;
         };
+
+        /// Makers of processors whose cores were measured to want different choices of route
+        /// (not block sizes: those follow the instruction set alone).
+        enum class cpu_maker
+        {
+            amd,
+            intel,
+            other
+        };
+
+        /// The maker of the processor running the program, read once (cpuid); `other` off x86
+        /// or with a compiler that cannot tell.
+        inline cpu_maker running_cpu_maker() noexcept
+        {
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+            static const cpu_maker maker = [] {
+                __builtin_cpu_init();
+                return __builtin_cpu_is("amd") ? cpu_maker::amd : __builtin_cpu_is("intel") ? cpu_maker::intel : cpu_maker::other;
+            }();
+            return maker;
+#else
+            return cpu_maker::other;
+#endif
+        }
+
+        /// The maker set by set_route_maker, as an int (-1: none).
+        inline std::atomic<int>& route_maker_override() noexcept
+        {
+            static std::atomic<int> maker{-1};
+            return maker;
+        }
+
+        /// Makes the choices of route measured per maker follow `maker` instead of the running
+        /// processor (reset_route_maker undoes it): so that a test can run both routes of such a
+        /// choice on one machine, and a benchmark compare them. Results do not depend on it; only
+        /// speed does.
+        inline void set_route_maker(cpu_maker maker) noexcept
+        {
+            route_maker_override().store(static_cast<int>(maker), std::memory_order_relaxed);
+        }
+        inline void reset_route_maker() noexcept
+        {
+            route_maker_override().store(-1, std::memory_order_relaxed);
+        }
+
+        /// The maker whose measured choices of route apply: set_route_maker's, else the running
+        /// processor's.
+        inline cpu_maker route_maker() noexcept
+        {
+            const int maker = route_maker_override().load(std::memory_order_relaxed);
+            return maker < 0 ? running_cpu_maker() : static_cast<cpu_maker>(maker);
+        }
 
         /// Block sizes of the GEMM loop nest for element type T on instruction set Arch.
         ///
