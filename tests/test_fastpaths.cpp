@@ -514,9 +514,9 @@ namespace
     };
 
     /// A deep 1x1 layer read in place (stride 1, no padding; 128 channels each way, so that the
-    /// input gradient is deep too; 323 positions, not a narrow output in either type) runs on the implicit GEMM with AMD's choices and on the packed
-    /// GEMM with Intel's (detail::use_implicit): the same bits either way, and the reference's
-    /// values.
+    /// input gradient is deep too; 323 positions, not a narrow output in either type) runs on
+    /// the implicit GEMM with AMD's choices and on the packed GEMM with Intel's
+    /// (detail::use_implicit): the same bits either way, and the reference's values.
     template <class T>
     void check_1x1_routes(engine& gen, double tol)
     {
