@@ -1,13 +1,16 @@
 // Times xconv's functional convolutions on the shape suite (bench/suite.txt).
 //
 //   bench_conv <suite.txt> [--dtype float|double] [--pass forward|forward_backward]
-//              [--reps N] [--only NAME] [--scratch BYTES] [--memory 1]
+//              [--reps N] [--only NAME] [--scratch BYTES] [--maker amd|intel|other] [--memory 1]
 //   bench_conv --peak float|double
 //   bench_conv --stream MIB
 //
 // Prints one line per shape: name, pass, dtype, threads, median seconds, GFLOP/s (forward FLOPs;
 // a forward+backward pass is counted as three times the forward work). Threads: OMP_NUM_THREADS
-// when built with XCONV_USE_OPENMP, else 1. --scratch sets xconv::set_scratch_limit.
+// when built with XCONV_USE_OPENMP, else 1. --scratch sets xconv::set_scratch_limit. --maker
+// makes the choices of route that were measured per processor maker follow that maker's
+// (detail::set_route_maker; today the GEMM of 1 x 1 layers read in place), so that both routes
+// can be timed on one machine: the results are the same, only the speed differs.
 //
 // --memory 1: no timing; each shape runs one forward and one backward pass (all three gradients)
 // and the line gives the bytes of every tensor the program then holds (input, weight, bias,
@@ -440,7 +443,7 @@ int main(int argc, char** argv)
     if (argc < 2)
     {
         std::cerr << "usage: bench_conv <suite.txt> [--dtype float|double] [--pass forward|forward_backward] "
-                     "[--reps N] [--only NAME] [--scratch BYTES] [--memory 1]\n"
+                     "[--reps N] [--only NAME] [--scratch BYTES] [--maker amd|intel|other] [--memory 1]\n"
                      "       bench_conv --peak float|double\n"
                      "       bench_conv --stream MIB\n";
         return 2;
@@ -457,6 +460,11 @@ int main(int argc, char** argv)
         else if (k == "--only") only = v;
         else if (k == "--scratch") xconv::set_scratch_limit(std::strtoull(v.c_str(), nullptr, 10));
         else if (k == "--memory") memory = std::atoi(v.c_str()) != 0;
+        else if (k == "--maker" && (v == "amd" || v == "intel" || v == "other"))
+        {
+            using xconv::detail::cpu_maker;
+            xconv::detail::set_route_maker(v == "amd" ? cpu_maker::amd : v == "intel" ? cpu_maker::intel : cpu_maker::other);
+        }
         else
         {
             std::cerr << "unknown option " << k << "\n";
