@@ -176,7 +176,7 @@ namespace
     template <class A>
     bool same_bytes(const A& a, const A& b)
     {
-        return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+        return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(*a.data())) == 0;
     }
 
     void require_same(const outputs& got, const outputs& base, const std::string& what)
@@ -342,7 +342,7 @@ TEST_CASE("scratch: kept buffers and packed weights stay within the limit, and r
         const auto second = run();
         for (std::size_t i = 0; i < first.size(); ++i)
         {
-            CHECK(std::memcmp(first[i].data(), second[i].data(), first[i].size() * sizeof(float)) == 0);
+            CHECK(same_bytes(first[i], second[i]));
         }
     };
 #if defined(XCONV_USE_OPENMP)
@@ -393,22 +393,60 @@ namespace
     }
 }  // namespace
 
+namespace
+{
+    /// A random input and weight of these shapes and a random output gradient of the shape of
+    /// conv2d's output, drawn in that order from an engine seeded with `seed`.
+    template <class T>
+    struct backward_inputs
+    {
+        xt::xtensor<T, 4> x, w, gy;
+
+        backward_inputs(unsigned seed,
+                        const std::array<std::size_t, 4>& x_shape,
+                        const std::array<std::size_t, 4>& w_shape,
+                        const xconv::conv2d_options& o)
+        {
+            xconv_test::engine gen(seed);
+            x = xconv_test::random_tensor<T, 4>(x_shape, gen);
+            w = xconv_test::random_tensor<T, 4>(w_shape, gen);
+            const auto y = xconv::conv2d(x, w, o);
+            gy = xconv_test::random_tensor<T, 4>({y.shape()[0], y.shape()[1], y.shape()[2], y.shape()[3]}, gen);
+        }
+    };
+
+    /// check_scratch_peak of conv2d_backward under `limit_mib` MiB on backward_inputs, computing
+    /// the gradients in `mask`.
+    template <class T>
+    void check_backward_peak(const std::string& what,
+                             unsigned seed,
+                             const std::array<std::size_t, 4>& x_shape,
+                             const std::array<std::size_t, 4>& w_shape,
+                             const xconv::conv2d_options& o,
+                             xconv::output_mask mask,
+                             std::size_t limit_mib)
+    {
+        const backward_inputs<T> in(seed, x_shape, w_shape, o);
+        check_scratch_peak(
+            what,
+            [&] {
+                const auto g = xconv::conv2d_backward(in.gy, in.x, in.w, o, mask);
+                CHECK(g.grad_input.shape()[1] == (mask[0] ? x_shape[1] : 0));
+                CHECK(g.grad_weight.shape()[1] == (mask[1] ? w_shape[1] : 0));
+            },
+            limit_mib);
+    }
+}  // namespace
+
 TEST_CASE("scratch: a weight gradient split in column blocks keeps one route's buffers per thread, within the default limit", "[threads]")
 {
     // 128 -> 384 channels at 56 x 56, one sample: each thread's columns of the weight gradient are
     // cut into blocks that stay in cache. A last block narrower than the others fitted the
     // implicit GEMM where the others did not, and the thread then held both routes' buffers
     // (4.59 MiB at 3 threads under the default 4 MiB).
-    xconv_test::engine gen(777);
-    const auto x = xconv_test::random_tensor<float, 4>({1, 128, 56, 56}, gen);
-    const auto w = xconv_test::random_tensor<float, 4>({384, 128, 3, 3}, gen);
-    const auto gy = xconv_test::random_tensor<float, 4>({1, 384, 56, 56}, gen);
     xconv::conv2d_options o;
     o.padding = 1;
-    check_scratch_peak("weight gradient", [&] {
-        const auto g = xconv::conv2d_backward(gy, x, w, o, {false, true, false});
-        CHECK(g.grad_weight.shape()[0] == 384);
-    });
+    check_backward_peak<float>("weight gradient", 777, {1, 128, 56, 56}, {384, 128, 3, 3}, o, {false, true, false}, 4);
 }
 
 TEST_CASE("scratch: the implicit GEMM's tiles leave room for the buffers a thread keeps from the pass's earlier calls", "[threads]")
@@ -456,34 +494,6 @@ TEST_CASE("scratch: the implicit GEMM lowers the marks of all its buffers before
     check_scratch_peak("transposed forward by phases", [&] { CHECK(xconv::conv_transpose2d(x, w, ot).shape()[2] == 55); });
 }
 
-namespace
-{
-    /// check_scratch_peak of conv2d_backward under `limit_mib` MiB, for random x and weight of
-    /// these shapes and a random output gradient, computing the gradients in `mask`.
-    template <class T>
-    void check_backward_peak(const std::string& what,
-                             unsigned seed,
-                             const std::array<std::size_t, 4>& x_shape,
-                             const std::array<std::size_t, 4>& w_shape,
-                             const xconv::conv2d_options& o,
-                             xconv::output_mask mask,
-                             std::size_t limit_mib)
-    {
-        xconv_test::engine gen(seed);
-        const auto x = xconv_test::random_tensor<T, 4>(x_shape, gen);
-        const auto w = xconv_test::random_tensor<T, 4>(w_shape, gen);
-        const auto y = xconv::conv2d(x, w, o);
-        const auto gy = xconv_test::random_tensor<T, 4>({y.shape()[0], y.shape()[1], y.shape()[2], y.shape()[3]}, gen);
-        check_scratch_peak(
-            what,
-            [&] {
-                const auto g = xconv::conv2d_backward(gy, x, w, o, mask);
-                CHECK(g.grad_input.shape()[1] == (mask[0] ? x_shape[1] : 0));
-                CHECK(g.grad_weight.shape()[1] == (mask[1] ? w_shape[1] : 0));
-            },
-            limit_mib);
-    }
-}  // namespace
 
 TEST_CASE("scratch: a step of a pass gives up what an earlier step left in its buffers past its own need", "[threads]")
 {
@@ -539,7 +549,7 @@ TEST_CASE("scratch: a forward pass whose implicit GEMM cannot fit a tight limit 
         "forward pass under 2 MiB, float64",
         [&] {
             const auto y2 = xconv::conv2d(x, w, b, o);
-            CHECK((y2.shape() == y.shape() && std::memcmp(y2.data(), y.data(), y.size() * sizeof(double)) == 0));
+            CHECK(same_bytes(y2, y));
         },
         2);
 }
@@ -551,12 +561,10 @@ TEST_CASE("scratch: a weight packed for the call leaves room for the threads' sm
     // 0.5 MiB per thread). The flipped kernel (0.84 MiB) was packed for the call beside three
     // threads' smallest tiles (2.47 MiB held at 3 threads under 2 MiB); it is now packed in blocks,
     // or panel by panel, when the tiles leave too little room. The same bits either way.
-    xconv_test::engine gen(784);
-    const auto x = xconv_test::random_tensor<double, 4>({8, 32, 4, 56}, gen);
-    const auto w = xconv_test::random_tensor<double, 4>({384, 32, 3, 3}, gen);
-    const auto gy = xconv_test::random_tensor<double, 4>({8, 384, 4, 56}, gen);
     xconv::conv2d_options o;
     o.padding = 1;
+    const backward_inputs<double> in(784, {8, 32, 4, 56}, {384, 32, 3, 3}, o);
+    const auto &x = in.x, &w = in.w, &gy = in.gy;
     // First under 2 MiB, from no scratch held (what an earlier call leaves in the threads'
     // buffers changes how they add up), then under the default limit.
     std::vector<xt::xtensor<double, 4>> under_2mib;
@@ -574,7 +582,7 @@ TEST_CASE("scratch: a weight packed for the call leaves room for the threads' sm
     CHECK(r.ok);
     for (const auto& gx2 : under_2mib)
     {
-        CHECK((gx2.shape() == gx.shape() && std::memcmp(gx2.data(), gx.data(), gx.size() * sizeof(double)) == 0));
+        CHECK(same_bytes(gx2, gx));
     }
 }
 

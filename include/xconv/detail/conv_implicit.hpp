@@ -460,7 +460,7 @@ namespace xconv
             // output rows of one sample (implicit_bytes).
             const std::size_t fixed = bytes.fixed, sample_bytes = bytes.sample_bytes, row_bytes = bytes.row_bytes,
                               halo_bytes = bytes.halo_bytes;
-            const std::int64_t threads = std::max<std::int64_t>(1, conv_threads());
+            const std::int64_t threads = conv_threads();
             const auto bands_for = [&](std::size_t room) {
                 const std::int64_t rows = std::clamp<std::int64_t>(
                     static_cast<std::int64_t>((room > halo_bytes ? room - halo_bytes : 0) / row_bytes), 1, win.blocks_h);
