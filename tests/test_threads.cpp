@@ -395,6 +395,17 @@ namespace
 
 namespace
 {
+    /// check_scratch_peak of a stride-2 conv_transpose2d (padding 1, no bias) of x by w, whose
+    /// 28 x 28 planes become 55 x 55 by sub-pixel phases.
+    template <class T>
+    void check_phases_forward_peak(const std::string& what, const xt::xtensor<T, 4>& x, const xt::xtensor<T, 4>& w)
+    {
+        xconv::conv_transpose2d_options ot;
+        ot.stride = 2;
+        ot.padding = 1;
+        check_scratch_peak(what, [&] { CHECK(xconv::conv_transpose2d(x, w, ot).shape()[2] == 55); });
+    }
+
     /// A random input and weight of these shapes and a random output gradient of the shape of
     /// conv2d's output, drawn in that order from an engine seeded with `seed`.
     template <class T>
@@ -457,15 +468,12 @@ TEST_CASE("scratch: the implicit GEMM's tiles leave room for the buffers a threa
     xconv_test::engine gen(778);
     const auto x = xconv_test::random_tensor<float, 4>({2, 512, 28, 28}, gen);
     const auto w = xconv_test::random_tensor<float, 4>({512, 128, 3, 3}, gen);
-    xconv::conv_transpose2d_options ot;
-    ot.stride = 2;
-    ot.padding = 1;
-    check_scratch_peak("transposed forward by phases", [&] { CHECK(xconv::conv_transpose2d(x, w, ot).shape()[2] == 55); });
+    check_phases_forward_peak("transposed forward by phases", x, w);
     // The same layer in float64 at 3 threads runs phase by phase, the threads sharing each
     // sample: the tiles of their own an earlier phase left them are not used again, and are
     // freed for the next phase's (4.07 MiB held before).
     const xt::xtensor<double, 4> xd = xt::cast<double>(x), wd = xt::cast<double>(w);
-    check_scratch_peak("transposed forward phase by phase, float64", [&] { CHECK(xconv::conv_transpose2d(xd, wd, ot).shape()[2] == 55); });
+    check_phases_forward_peak("transposed forward phase by phase, float64", xd, wd);
     // 384 -> 512 channels at 7 x 7, the input gradient of 8 samples: besides its tile of C^T and
     // its bordered copy, each thread holds the offsets of the 512 x 9 taps and the window bases
     // of its positions (4.01 MiB at 3 threads, depending on which thread took which samples).
@@ -488,12 +496,8 @@ TEST_CASE("scratch: the implicit GEMM lowers the marks of all its buffers before
     xconv_test::engine gen(783);
     const auto x = xconv_test::random_tensor<float, 4>({2, 512, 28, 28}, gen);
     const auto w = xconv_test::random_tensor<float, 4>({512, 384, 3, 3}, gen);
-    xconv::conv_transpose2d_options ot;
-    ot.stride = 2;
-    ot.padding = 1;
-    check_scratch_peak("transposed forward by phases", [&] { CHECK(xconv::conv_transpose2d(x, w, ot).shape()[2] == 55); });
+    check_phases_forward_peak("transposed forward by phases", x, w);
 }
-
 
 TEST_CASE("scratch: a step of a pass gives up what an earlier step left in its buffers past its own need", "[threads]")
 {
