@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -659,6 +660,68 @@ TEST_CASE("implicit GEMM forward: the reference convolution, bitwise the packed 
             }
         }
     }
+}
+
+TEST_CASE("implicit GEMM forward: weight panels packed by the first row panel's kernel give the bits of panels packed first",
+          "[fastpaths]")
+{
+    // Without a weight packed for the call, implicit_forward packs W^T micro-panel by micro-panel.
+    // In float with AVX-512 (implicit_packs_in_kernel) a whole panel of a weight contiguous along
+    // k, in depth blocks of a multiple of 16, is transposed by the first row panel's micro-kernel
+    // as it computes (implicit_packing_microkernel); other blocks and partial panels are packed
+    // first. Depths 16 * 9 = 144 (one block), 48 * 9 = 432 = 384 + 48 (two blocks, both through
+    // the packing kernel when kc is 384) and 45 * 9 = 405 = 384 + 21 (a tail of 21, packed first);
+    // channels: two whole panels and part of a third.
+    engine gen(530);
+    const index_t nr = static_cast<index_t>(xconv::detail::gemm_traits<float>::nr);
+    const index_t Cg = 2 * nr + 16, H = 7, W = 9;
+    xconv::unfold_options uo;
+    uo.padding = {1, 1};
+    xconv_test::conv_geometry g;
+    g.pad_top = g.pad_bottom = g.pad_left = g.pad_right = 1;
+    for (const index_t C : {16, 48, 45})
+    {
+        for (const index_t N : {1, 2})
+        {
+            INFO("C=" << C << " N=" << N);
+            const index_t K = C * 9, P = H * W;
+            const auto win = xconv::detail::plan_unfold(std::array<index_t, 4>{N, C, H, W}, {3, 3}, uo).win;
+            const index_t L = win.blocks();
+            const auto x = random_tensor<float, 4>({std::size_t(N), std::size_t(C), std::size_t(H), std::size_t(W)}, gen);
+            const auto w = random_tensor<float, 4>({std::size_t(Cg), std::size_t(C), 3, 3}, gen);
+            const auto b = random_tensor<float, 1>({std::size_t(Cg)}, gen);
+            const xconv::detail::strided_b_packer<float> packer{xconv::transposed(w.data(), K)};
+            // W^T packed whole first, then the implicit GEMM on the packed panels
+            // (aligned to 64 bytes, as the library's own buffers are)
+            const std::size_t packed_size = xconv::detail::prepacked_b_size<float>(std::size_t(K), std::size_t(Cg));
+            std::vector<float> storage(packed_size + 16);
+            void* start = storage.data();
+            std::size_t room = storage.size() * sizeof(float);
+            float* const packed_wt = static_cast<float*>(std::align(64, packed_size * sizeof(float), start, room));
+            REQUIRE(packed_wt != nullptr);
+            xconv::detail::prepack_b<float>(packer, std::size_t(K), std::size_t(Cg), packed_wt);
+            xt::xtensor<float, 4> first = xt::zeros<float>({std::size_t(N), std::size_t(Cg), std::size_t(H), std::size_t(W)});
+            xconv::detail::implicit_forward(win, C, Cg, packer, x.data(), C * P, first.data(), Cg * L, N, b.data(), std::size_t(4) << 20,
+                                            packed_wt);
+            // panel by panel inside the GEMM, at a roomy budget and at one that tiles the rows
+            for (const std::size_t budget : {std::size_t(4) << 20, std::size_t(2048)})
+            {
+                INFO("budget " << budget);
+                xt::xtensor<float, 4> got = xt::zeros<float>({std::size_t(N), std::size_t(Cg), std::size_t(H), std::size_t(W)});
+                xconv::detail::implicit_forward(win, C, Cg, packer, x.data(), C * P, got.data(), Cg * L, N, b.data(), budget);
+                bitwise_equal(got, first, "implicit GEMM, panels packed on the way against packed first");
+            }
+            close(first, xconv_test::conv2d(x, w, &b, g), 1e-4, "implicit GEMM against the reference");
+        }
+    }
+    // Through conv2d, one sample of a 3 x 3 layer at 7 x 7 (the shape that motivated the kernel):
+    // the reference's values.
+    const auto x = random_tensor<float, 4>({1, 48, 7, 7}, gen);
+    const auto w = random_tensor<float, 4>({std::size_t(2 * nr), 48, 3, 3}, gen);
+    const auto b = random_tensor<float, 1>({std::size_t(2 * nr)}, gen);
+    xconv::conv2d_options o;
+    o.padding = 1;
+    close(xconv::conv2d(x, w, b, o), xconv_test::conv2d(x, w, &b, g), 1e-4, "conv2d, one sample");
 }
 
 TEST_CASE("implicit GEMM over a batch: a weight too large to pack once goes in blocks of channels, bitwise the same", "[fastpaths]")

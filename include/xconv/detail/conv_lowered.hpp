@@ -716,6 +716,13 @@ namespace xconv
             {
                 inner(k0, kc, col0 + j0, nc, dst);
             }
+
+            /// has_k_contiguous (conv_implicit.hpp), when the inner packer has it.
+            template <class P = Packer, class = std::enable_if_t<has_k_contiguous<P>::value>>
+            auto k_contiguous(std::size_t k0, std::size_t j0, std::ptrdiff_t& ld) const noexcept
+            {
+                return inner.k_contiguous(k0, col0 + j0, ld);
+            }
         };
 
         /// Grid channels per block of a weight W^T [K, Cg] (G groups) too large to pack once for a

@@ -221,6 +221,18 @@ namespace xconv
         {
             matrix_view<const T> b;
 
+            /// Element (k0, j0) of B when B's columns are contiguous (element (k, j) then at
+            /// [(j - j0) * ld + (k - k0)]), else null.
+            const T* k_contiguous(std::size_t k0, std::size_t j0, std::ptrdiff_t& ld) const noexcept
+            {
+                if (b.rs != 1)
+                {
+                    return nullptr;
+                }
+                ld = b.cs;
+                return &b(static_cast<std::ptrdiff_t>(k0), static_cast<std::ptrdiff_t>(j0));
+            }
+
             void operator()(std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nc, T* dst) const noexcept
             {
                 constexpr std::size_t NR = gemm_traits<T, Arch>::nr;

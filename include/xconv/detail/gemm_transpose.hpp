@@ -30,6 +30,12 @@ namespace xconv
             static void run(const T*, std::ptrdiff_t, T*, std::ptrdiff_t, const T* = nullptr) noexcept {}
         };
 
+#if defined(__GNUC__)
+#define XCONV_TRANSPOSE_INLINE inline __attribute__((always_inline))
+#else
+#define XCONV_TRANSPOSE_INLINE inline
+#endif
+
 #if defined(XCONV_GEMM_HAS_TRANSPOSE) && defined(__GNUC__) && !defined(__clang__)
         // GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself, which
         // -Wuninitialized reports at every use.
@@ -64,7 +70,9 @@ namespace xconv
         {
             static constexpr std::size_t size = 16;
 
-            static void run(const float* src, std::ptrdiff_t lds, float* dst, std::ptrdiff_t ldd, const float* add = nullptr) noexcept
+            /// out[t] = column t of the 16 rows src + r * lds (r < 16): the tile transposed, in
+            /// registers.
+            static XCONV_TRANSPOSE_INLINE void transposed(const float* src, std::ptrdiff_t lds, __m512 (&out)[16]) noexcept
             {
                 __m512 t[16];
                 __m512 u[16];
@@ -95,10 +103,20 @@ namespace xconv
                     const __m512 s1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
                     const __m512 s2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
                     const __m512 s3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
-                    transpose_store_row(dst + (0 + c) * ldd, _mm512_shuffle_f32x4(s0, s2, 0x88), add, 0 + c);
-                    transpose_store_row(dst + (4 + c) * ldd, _mm512_shuffle_f32x4(s0, s2, 0xDD), add, 4 + c);
-                    transpose_store_row(dst + (8 + c) * ldd, _mm512_shuffle_f32x4(s1, s3, 0x88), add, 8 + c);
-                    transpose_store_row(dst + (12 + c) * ldd, _mm512_shuffle_f32x4(s1, s3, 0xDD), add, 12 + c);
+                    out[0 + c] = _mm512_shuffle_f32x4(s0, s2, 0x88);
+                    out[4 + c] = _mm512_shuffle_f32x4(s0, s2, 0xDD);
+                    out[8 + c] = _mm512_shuffle_f32x4(s1, s3, 0x88);
+                    out[12 + c] = _mm512_shuffle_f32x4(s1, s3, 0xDD);
+                }
+            }
+
+            static void run(const float* src, std::ptrdiff_t lds, float* dst, std::ptrdiff_t ldd, const float* add = nullptr) noexcept
+            {
+                __m512 out[16];
+                transposed(src, lds, out);
+                for (int t = 0; t < 16; ++t)
+                {
+                    transpose_store_row(dst + t * ldd, out[t], add, t);
                 }
             }
         };
