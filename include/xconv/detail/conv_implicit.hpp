@@ -213,10 +213,10 @@ namespace xconv
         {
             return false;
         }
-        inline void implicit_packing_microkernel(std::size_t, const float* const*, const std::int32_t*, const float*, std::ptrdiff_t,
-                                                 float*, float*, std::ptrdiff_t, bool) noexcept
-        {
-        }
+        // Declared only, so that implicit_forward reads the same either way: without AVX-512 it is
+        // never called (implicit_packs_in_kernel is false) and has no definition.
+        void implicit_packing_microkernel(std::size_t, const float* const*, const std::int32_t*, const float*, std::ptrdiff_t, float*,
+                                          float*, std::ptrdiff_t, bool) noexcept;
 #endif
 
         /// The thread's buffers of the implicit pass (beside conv_workspace's). The three large
