@@ -460,9 +460,14 @@ int main(int argc, char** argv)
         else if (k == "--only") only = v;
         else if (k == "--scratch") xconv::set_scratch_limit(std::strtoull(v.c_str(), nullptr, 10));
         else if (k == "--memory") memory = std::atoi(v.c_str()) != 0;
-        else if (k == "--maker" && (v == "amd" || v == "intel" || v == "other"))
+        else if (k == "--maker")
         {
             using xconv::detail::cpu_maker;
+            if (v != "amd" && v != "intel" && v != "other")
+            {
+                std::cerr << "--maker takes amd, intel or other, not " << v << "\n";
+                return 2;
+            }
             xconv::detail::set_route_maker(v == "amd" ? cpu_maker::amd : v == "intel" ? cpu_maker::intel : cpu_maker::other);
         }
         else
