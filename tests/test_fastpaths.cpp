@@ -714,14 +714,114 @@ TEST_CASE("implicit GEMM forward: weight panels packed by the first row panel's 
             close(first, xconv_test::conv2d(x, w, &b, g), 1e-4, "implicit GEMM against the reference");
         }
     }
-    // Through conv2d, one sample of a 3 x 3 layer at 7 x 7 (the shape that motivated the kernel):
-    // the reference's values.
-    const auto x = random_tensor<float, 4>({1, 48, 7, 7}, gen);
-    const auto w = random_tensor<float, 4>({std::size_t(2 * nr), 48, 3, 3}, gen);
-    const auto b = random_tensor<float, 1>({std::size_t(2 * nr)}, gen);
-    xconv::conv2d_options o;
-    o.padding = 1;
-    close(xconv::conv2d(x, w, b, o), xconv_test::conv2d(x, w, &b, g), 1e-4, "conv2d, one sample");
+}
+
+namespace
+{
+    /// Whether conv2d's forward pass of case c reads the weight in place (weight_stream_applies).
+    template <class T>
+    bool takes_weight_stream(const conv_case& c)
+    {
+        xconv::unfold_options uo;
+        uo.stride = {c.sh, c.sw};
+        uo.padding = {c.ph, c.pw};
+        uo.dilation = {c.dh, c.dw};
+        const auto win = xconv::detail::plan_unfold(std::array<index_t, 4>{c.N, c.Cin / c.groups, c.H, c.W}, {c.kh, c.kw}, uo).win;
+        return xconv::detail::weight_stream_applies<T>(win, c.Cin / c.groups, c.Cout / c.groups, c.N);
+    }
+
+    /// Case c (one sample) through conv2d: against the reference; bitwise the same under a cap
+    /// small enough for short depth blocks; and, on the positions of whole vectors, bitwise the
+    /// result of the same sample inside a batch of two (another route: the other routes' chain).
+    template <class T>
+    void check_weight_stream_case(const conv_case& c, engine& gen, double tol)
+    {
+        const std::string what = describe(c);
+        INFO(what);
+#if defined(XCONV_HAS_SIMD512)
+        REQUIRE(takes_weight_stream<T>(c));
+#else
+        REQUIRE_FALSE(takes_weight_stream<T>(c));
+#endif
+        check_conv_case<T, double>(c, gen, tol);
+
+        const auto x = random_tensor<T, 4>({1, std::size_t(c.Cin), std::size_t(c.H), std::size_t(c.W)}, gen);
+        const auto w = random_tensor<T, 4>({std::size_t(c.Cout), std::size_t(c.Cin / c.groups), std::size_t(c.kh), std::size_t(c.kw)}, gen);
+        const auto b = random_tensor<T, 1>({std::size_t(c.Cout)}, gen);
+        xconv::conv2d_options o;
+        o.stride = {c.sh, c.sw};
+        o.padding = {c.ph, c.pw};
+        o.dilation = {c.dh, c.dw};
+        o.groups = std::size_t(c.groups);
+        const xt::xtensor<T, 4> y = xconv::conv2d(x, w, b, o);
+        const xt::xtensor<T, 4> y_nobias = xconv::conv2d(x, w, o);
+        {
+            scratch_limit_guard guard;
+            xconv::set_scratch_limit(std::size_t(16) << 10);
+            bitwise_equal(xt::xtensor<T, 4>(xconv::conv2d(x, w, b, o)), y, "a 16 KiB cap");
+            bitwise_equal(xt::xtensor<T, 4>(xconv::conv2d(x, w, o)), y_nobias, "a 16 KiB cap, no bias");
+        }
+        xt::xtensor<T, 4> x2({2, std::size_t(c.Cin), std::size_t(c.H), std::size_t(c.W)});
+        std::copy(x.begin(), x.end(), x2.begin());
+        std::copy(x.begin(), x.end(), x2.begin() + std::ptrdiff_t(x.size()));
+        REQUIRE_FALSE(takes_weight_stream<T>(conv_case{2, c.Cin, c.Cout, c.H, c.W, c.kh, c.kw, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw, c.groups}));
+        const xt::xtensor<T, 4> y2 = xconv::conv2d(x2, w, b, o);
+        const std::size_t L = y.shape(2) * y.shape(3), whole = L / std::size_t(64 / sizeof(T)) * std::size_t(64 / sizeof(T));
+        std::size_t differ = 0;
+        for (std::size_t ch = 0; ch < y.shape(1); ++ch)
+        {
+            for (std::size_t l = 0; l < L; ++l)
+            {
+                const T one = y.data()[ch * L + l], batched = y2.data()[ch * L + l];
+                if (l < whole)
+                {
+                    differ += std::memcmp(&one, &batched, sizeof(T)) != 0;
+                }
+                else
+                {
+                    CHECK(std::abs(double(one) - double(batched)) <= tol * (1.0 + std::abs(double(batched))));
+                }
+            }
+        }
+        CHECK(differ == 0);
+    }
+}
+
+TEST_CASE("weight read in place (one sample, few positions): the reference, the other routes' bits, any cap", "[fastpaths]")
+{
+    // weight_stream_forward (conv_weight_stream.hpp): one sample, a vector to 64 positions with
+    // at most one past the whole vectors (whose dot products ride in the kernel), a register
+    // panel of output channels, a depth of 256 or more; in float only with the columns packed by
+    // shifting the plane and a weight of 1 MiB or more per group.
+    engine gen(540);
+    const std::vector<conv_case> cases = {
+        {1, 253, 130, 7, 7, 3, 3, 1, 1, 1, 1},             // 49 = 3 vectors + 1; depth 2277 (a tail of 5); a partial channel panel
+        {1, 256, 128, 8, 8, 3, 3, 1, 1, 1, 1},             // 64: 4 whole vectors
+        {1, 512, 64, 4, 4, 3, 3, 1, 1, 1, 1},              // 16: one vector
+        {1, 1024, 256, 7, 7, 1, 1},                        // 1 x 1
+        {1, 256, 120, 7, 7, 3, 3, 1, 1, 2, 2, 2, 2},       // dilation 2
+        {1, 512, 256, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 2},    // two groups of 128 channels
+    };
+    for (const auto& c : cases)
+    {
+        check_weight_stream_case<float>(c, gen, 1e-4);
+    }
+    const std::vector<conv_case> double_cases = {
+        {1, 40, 20, 7, 7, 3, 3, 1, 1, 1, 1},     // 49 = 4 + 2 vectors + 1
+        {1, 30, 9, 3, 3, 3, 3, 1, 1, 1, 1},      // 9 = 1 vector + 1
+        {1, 32, 24, 13, 13, 3, 3, 2, 2, 1, 1},   // stride 2: columns packed run by run
+        {1, 36, 13, 9, 9, 3, 3},                 // no padding: output rows narrower than the plane's
+    };
+    for (const auto& c : double_cases)
+    {
+        check_weight_stream_case<double>(c, gen, 1e-10);
+    }
+    // and the shapes the rule leaves to the other routes
+    CHECK_FALSE(takes_weight_stream<float>({1, 256, 256, 13, 13, 3, 3, 2, 2, 1, 1}));  // float, stride 2
+    CHECK_FALSE(takes_weight_stream<float>({1, 64, 64, 7, 7, 3, 3, 1, 1, 1, 1}));      // float, a weight of 144 KiB
+    CHECK_FALSE(takes_weight_stream<float>({1, 256, 256, 5, 5, 3, 3, 1, 1, 1, 1}));    // 25 = 16 + 9
+    CHECK_FALSE(takes_weight_stream<double>({2, 40, 20, 7, 7, 3, 3, 1, 1, 1, 1}));     // two samples
+    CHECK_FALSE(takes_weight_stream<double>({1, 40, 20, 9, 9, 3, 3, 1, 1, 1, 1}));     // 81 positions
 }
 
 TEST_CASE("implicit GEMM over a batch: a weight too large to pack once goes in blocks of channels, bitwise the same", "[fastpaths]")

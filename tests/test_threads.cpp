@@ -227,6 +227,7 @@ namespace
         {"transposed, two output channels, one sample (col2im in bands of rows)", true, 1, 16, 2, 9, 8, 4, 4, 2, 2, 1, 1, 1, 1, 1},
         {"implicit GEMM, one sample (threads share the row panels)", false, 1, 64, 64, 12, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1},
         {"implicit GEMM, one sample, two channel panels (threads share them)", false, 1, 64, 128, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+        {"weight read in place, one sample at 7 x 7 (threads share the channel panels)", false, 1, 256, 124, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1},
         {"implicit GEMM, several samples", false, 4, 64, 64, 10, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1},
         {"implicit GEMM, one sample larger than a tile (the threads take whole bands of rows)", false, 1, 3, 64, 96, 96, 7, 7, 2, 2, 3, 3, 1, 1, 1},
         {"transposed, deep backward-input (implicit GEMM)", true, 2, 64, 64, 6, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1},

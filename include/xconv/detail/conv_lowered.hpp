@@ -50,6 +50,7 @@
 #include "conv_implicit.hpp"
 #include "conv_parallel.hpp"
 #include "conv_scratch.hpp"
+#include "conv_weight_stream.hpp"
 #include "direct.hpp"
 #include "gemm_driver.hpp"
 #include "gemm_pack.hpp"
@@ -803,7 +804,8 @@ namespace xconv
         }
 
         /// The forward pass of a whole batch, when it runs as one GEMM per group and share of the
-        /// samples, computed transposed: the implicit GEMM (conv_implicit.hpp) when use_implicit,
+        /// samples: with the weight read in place for few positions (weight_stream_applies,
+        /// conv_weight_stream.hpp), else computed transposed: the implicit GEMM (conv_implicit.hpp) when use_implicit,
         /// else, for narrow outputs, lowered_forward_batch. Sample n's group g reads the plane at
         /// plane + n * plane_stride + g * Cp * win.plane() and writes the grid at grid + n *
         /// grid_stride + g * Cg * L (+ bias + g * Cg). Returns false, having done nothing, when
@@ -823,6 +825,11 @@ namespace xconv
                                 const T* bias)
         {
             const std::int64_t K = Cp * win.taps();
+            if (weight_stream_applies<T>(win, Cp, Cg, N))
+            {
+                weight_stream_forward<T>(win, taps, Cp, Cg, G, N, W, plane, plane_stride, grid, grid_stride, bias);
+                return true;
+            }
             if (use_implicit<T>(win, Cp, Cg) && implicit_fits_limit<T>(win, Cp, Cg))
             {
                 implicit_over_batch<T>(win, Cp, Cg, G, N, [&](std::int64_t g) { return strided_b_packer<T>{transposed(W + g * Cg * K, K)}; },

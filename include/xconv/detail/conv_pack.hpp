@@ -485,6 +485,37 @@ namespace xconv
                 T* dcol = dst + sg.dst;
                 conv_tap_cursor at(w, k0);
 #if defined(XCONV_HAS_SIMD512)
+                if constexpr (std::is_same<T, float>::value || std::is_same<T, double>::value)
+                {
+                    using V = simd512<T>;
+                    if (sw == 1 && len <= V::lanes)
+                    {
+                        // A run of at most one vector at stride 1 (narrow outputs): each row is one
+                        // masked load of the pixels inside the image and one masked store, the
+                        // padding's lanes zero.
+                        const typename V::M all = V::mask(len);
+                        for (std::int64_t k = 0; k < kc; ++k, at.next(w))
+                        {
+                            const auto i = static_cast<std::size_t>(at.i), j = static_cast<std::size_t>(at.j);
+                            T* o = dcol + k * ld;
+                            const std::int64_t y = y0 + taps.y_off[i];
+                            const std::int64_t a = std::clamp(taps.x_lo[j], sg.ox_begin, sg.ox_end) - sg.ox_begin;
+                            const std::int64_t b = std::clamp(taps.x_hi[j], sg.ox_begin + a, sg.ox_end) - sg.ox_begin;
+                            if (static_cast<std::uint64_t>(y) >= static_cast<std::uint64_t>(w.height) || b <= a)
+                            {
+                                V::store(o, all, V::zero());
+                                continue;
+                            }
+                            // the run's first position's pixel (which may lie before the row:
+                            // only lanes a .. b - 1 are read)
+                            const T* src = reinterpret_cast<const T*>(reinterpret_cast<std::uintptr_t>(base + at.c * P + y * w.width)
+                                                                      + static_cast<std::uintptr_t>(taps.x_off[j] * static_cast<std::int64_t>(sizeof(T))));
+                            const auto keep = static_cast<typename V::M>(V::mask(b) & ~V::mask(a));
+                            V::store(o, all, V::load(keep, src));
+                        }
+                        continue;
+                    }
+                }
                 if constexpr (std::is_same<T, float>::value)
                 {
                     if (sw == 2 && len <= 16)

@@ -45,6 +45,18 @@ namespace xconv
             static V zero() noexcept { return _mm512_setzero_ps(); }
             static V add(V a, V b) noexcept { return _mm512_add_ps(a, b); }
             static V fma(V a, V b, V c) noexcept { return _mm512_fmadd_ps(a, b, c); }
+            /// The sum of the lanes in a fixed order: halves, then quarters, pairs and neighbours.
+            /// (The zero-masked shuffles with every lane kept: GCC 12 warns of the unmasked ones'
+            /// undefined pass-through.)
+            static float reduce_add(V v) noexcept
+            {
+                const M all = mask(lanes);
+                V t = _mm512_add_ps(v, _mm512_maskz_shuffle_f32x4(all, v, v, 0x4E));
+                t = _mm512_add_ps(t, _mm512_maskz_shuffle_f32x4(all, t, t, 0xB1));
+                t = _mm512_add_ps(t, _mm512_maskz_permute_ps(all, t, 0x4E));
+                t = _mm512_add_ps(t, _mm512_maskz_permute_ps(all, t, 0xB1));
+                return _mm512_cvtss_f32(t);
+            }
             /// acc, with lane l (in m) set to lane idx[l] of v (the bits of idx above the lanes ignored).
             static V permute(V acc, M m, __m512i idx, V v) noexcept { return _mm512_mask_permutexvar_ps(acc, m, idx, v); }
             /// Lane l (in m, else zero): lane idx[l] of a, or of b when idx[l] has the bit `lanes`.
@@ -80,6 +92,14 @@ namespace xconv
             static V zero() noexcept { return _mm512_setzero_pd(); }
             static V add(V a, V b) noexcept { return _mm512_add_pd(a, b); }
             static V fma(V a, V b, V c) noexcept { return _mm512_fmadd_pd(a, b, c); }
+            static double reduce_add(V v) noexcept
+            {
+                const M all = mask(lanes);
+                V t = _mm512_add_pd(v, _mm512_maskz_shuffle_f64x2(all, v, v, 0x4E));
+                t = _mm512_add_pd(t, _mm512_maskz_shuffle_f64x2(all, t, t, 0xB1));
+                t = _mm512_add_pd(t, _mm512_maskz_permute_pd(all, t, 0x55));
+                return _mm512_cvtsd_f64(t);
+            }
             static V permute(V acc, M m, __m512i idx, V v) noexcept { return _mm512_mask_permutexvar_pd(acc, m, idx, v); }
             static V permute2(M m, V a, __m512i idx, V b) noexcept { return _mm512_maskz_permutex2var_pd(m, a, idx, b); }
             static V permute2(V a, __m512i idx, V b) noexcept { return _mm512_permutex2var_pd(a, idx, b); }
