@@ -77,11 +77,13 @@ namespace xconv
         /// docs/performance.md, "The weight read in place"):
         ///   * AVX-512, one sample, a register panel of output channels, a depth of 256 or more;
         ///   * a vector to 64 positions, with at most one past the whole vectors (it rides in the
-        ///     kernel; 5 x 5 = 16 + 9 in float, the others in a loop of their own, measured 0.81);
+        ///     kernel; with more of them in a loop of their own, 5 x 5 = 16 + 9 in float measured
+        ///     0.81 times as fast as the implicit GEMM);
         ///   * in float, only where the columns are packed by shifting the plane and the weight
         ///     of a group is 1 MiB or more: elsewhere the implicit GEMM, which packs W^T in its
-        ///     first row panel's kernel, measured as fast or faster (stride 2: 0.90; 64 -> 64
-        ///     channels: 0.95). In double every such layer measured faster (1.09 to 1.60).
+        ///     first row panel's kernel, measured as fast or faster (stride 2: 0.99; 9 x 9 without
+        ///     padding: 0.95; 64 -> 64 channels at 7 x 7: 0.98), and within it 1.01 to 1.46 times
+        ///     as fast. In double every such layer measured faster (1.07 to 1.49).
         template <class T>
         bool weight_stream_applies(const window2d& win, std::int64_t Cp, std::int64_t Cg, std::int64_t N) noexcept
         {
