@@ -13,6 +13,8 @@
 // How each runs:
 //   * 1x1 kernels with stride 1 and no padding: cols(plane) is the plane itself, read (or, for
 //     backward-data, written) directly by the GEMM.
+//   * forward of one sample with few positions (weight_stream_applies): W read in place by the
+//     micro-kernel, the few columns packed (conv_weight_stream.hpp; forward_over_batch).
 //   * forward over a batch, when a group has a register panel of output channels: the implicit
 //     GEMM of conv_implicit.hpp, C^T = cols^T W^T with cols^T read in place by the micro-kernel
 //     (forward_over_batch; also conv_transpose2d's backward-input). Otherwise:
