@@ -73,8 +73,8 @@ namespace xconv
 
         /// Whether weight_stream_forward serves this forward pass: from T, the build's instruction
         /// set and the layer's shape alone, never the threads or the scratch limit. Measured on
-        /// Zen 4 against the route the layer takes otherwise (the implicit GEMM; the table is in
-        /// docs/performance.md, "The weight read in place"):
+        /// Zen 4 against the route the layer takes otherwise (the implicit GEMM; docs/performance.md,
+        /// "What the passes do"):
         ///   * AVX-512, one sample, a register panel of output channels, a depth of 256 or more;
         ///   * a vector to 64 positions, with at most one past the whole vectors (it rides in the
         ///     kernel; with more of them in a loop of their own, 5 x 5 = 16 + 9 in float measured
@@ -220,8 +220,8 @@ namespace xconv
         template <class T>
         using weight_stream_microkernel_fn = void (*)(std::size_t, const T* const*, const T*, T*, std::ptrdiff_t, bool, const T*, T*);
 
-        /// weight_stream_microkernel for nv = 1 .. traits::nv vectors, with the dots or without
-        /// (with them only up to 3 vectors, where the registers hold them).
+        /// weight_stream_microkernel for nv = 1 .. 4 vectors (the AVX-512 traits' nv), with the
+        /// dots or without (with them only up to 3 vectors, where the registers hold them).
         template <class T>
         weight_stream_microkernel_fn<T> weight_stream_kernel(std::size_t nv, bool dot) noexcept
         {
@@ -229,7 +229,6 @@ namespace xconv
                                                                         &weight_stream_microkernel<T, 3, false>, &weight_stream_microkernel<T, 4, false>};
             static constexpr weight_stream_microkernel_fn<T> with_dot[] = {&weight_stream_microkernel<T, 1, true>, &weight_stream_microkernel<T, 2, true>,
                                                                            &weight_stream_microkernel<T, 3, true>};
-            static_assert(gemm_traits<T>::nv == 4, "one kernel per vector count");
             return dot ? with_dot[nv - 1] : plain[nv - 1];
         }
 
@@ -331,7 +330,7 @@ namespace xconv
             const std::int64_t panels = (Cg + mr - 1) / mr;        // register panels of channels
             const bool edge = Cg % mr != 0;
             const std::int64_t ld_edge = main_panels * nr;
-            if (N <= 0 || G <= 0 || Lf == 0)
+            if (N <= 0 || G <= 0 || Lf == 0)  // (the rule leaves no layer without a whole vector)
             {
                 return;
             }
