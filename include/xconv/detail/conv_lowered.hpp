@@ -827,11 +827,14 @@ namespace xconv
                                 const T* bias)
         {
             const std::int64_t K = Cp * win.taps();
+#if defined(XCONV_HAS_SIMD512)
+            // (without AVX-512 the rule never applies and the route is not built)
             if (weight_stream_applies<T>(win, Cp, Cg, N))
             {
                 weight_stream_forward<T>(win, taps, Cp, Cg, G, N, W, plane, plane_stride, grid, grid_stride, bias);
                 return true;
             }
+#endif
             if (use_implicit<T>(win, Cp, Cg) && implicit_fits_limit<T>(win, Cp, Cg))
             {
                 implicit_over_batch<T>(win, Cp, Cg, G, N, [&](std::int64_t g) { return strided_b_packer<T>{transposed(W + g * Cg * K, K)}; },

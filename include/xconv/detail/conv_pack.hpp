@@ -461,6 +461,33 @@ namespace xconv
             }
         };
 
+        /// What row `at` of the columns reads on the run sg of im2col_runs (base: the plane at the
+        /// run's first position, y0: the run's output row times the stride): the image row y, the
+        /// run's positions [a, b) (counted from its first) whose tap lies inside the image along
+        /// x, whether any pixel of the run is inside the image, and then the address of the
+        /// pixel under the tap of the run's first position, which may lie before the row (only
+        /// the positions [a, b) of it are read).
+        template <class T>
+        struct run_tap
+        {
+            std::int64_t y, a, b;
+            bool inside;
+            const T* first;
+
+            run_tap(const T* base, const window2d& w, const conv_taps& taps, const conv_tap_cursor& at, const conv_segment& sg,
+                    std::int64_t y0) noexcept
+            {
+                const auto i = static_cast<std::size_t>(at.i), j = static_cast<std::size_t>(at.j);
+                y = y0 + taps.y_off[i];
+                a = std::clamp(taps.x_lo[j], sg.ox_begin, sg.ox_end) - sg.ox_begin;
+                b = std::clamp(taps.x_hi[j], sg.ox_begin + a, sg.ox_end) - sg.ox_begin;
+                inside = static_cast<std::uint64_t>(y) < static_cast<std::uint64_t>(w.height) && b > a;
+                first = inside ? reinterpret_cast<const T*>(reinterpret_cast<std::uintptr_t>(base + at.c * w.plane() + y * w.width)
+                                                            + static_cast<std::uintptr_t>(taps.x_off[j] * static_cast<std::int64_t>(sizeof(T))))
+                               : nullptr;
+            }
+        };
+
         /// Rows [k0, k0 + kc) of cols(plane) on the positions of the runs segs: row k - k0 at
         /// dst + (k - k0) * ld, each run at its offset `dst` there. Run by run, all the rows for
         /// each, so that the run's place in the image stays in registers while the taps change.
@@ -496,22 +523,11 @@ namespace xconv
                         const typename V::M all = V::mask(len);
                         for (std::int64_t k = 0; k < kc; ++k, at.next(w))
                         {
-                            const auto i = static_cast<std::size_t>(at.i), j = static_cast<std::size_t>(at.j);
                             T* o = dcol + k * ld;
-                            const std::int64_t y = y0 + taps.y_off[i];
-                            const std::int64_t a = std::clamp(taps.x_lo[j], sg.ox_begin, sg.ox_end) - sg.ox_begin;
-                            const std::int64_t b = std::clamp(taps.x_hi[j], sg.ox_begin + a, sg.ox_end) - sg.ox_begin;
-                            if (static_cast<std::uint64_t>(y) >= static_cast<std::uint64_t>(w.height) || b <= a)
-                            {
-                                V::store(o, all, V::zero());
-                                continue;
-                            }
-                            // the run's first position's pixel (which may lie before the row:
-                            // only lanes a .. b - 1 are read)
-                            const T* src = reinterpret_cast<const T*>(reinterpret_cast<std::uintptr_t>(base + at.c * P + y * w.width)
-                                                                      + static_cast<std::uintptr_t>(taps.x_off[j] * static_cast<std::int64_t>(sizeof(T))));
-                            const auto keep = static_cast<typename V::M>(V::mask(b) & ~V::mask(a));
-                            V::store(o, all, V::load(keep, src));
+                            const run_tap<T> t(base, w, taps, at, sg, y0);
+                            // lanes a .. b - 1 from the run's first position's pixel on
+                            const auto keep = static_cast<typename V::M>(t.inside ? V::mask(t.b) & ~V::mask(t.a) : 0);
+                            V::store(o, all, t.inside ? V::load(keep, t.first) : V::zero());
                         }
                         continue;
                     }
@@ -527,22 +543,19 @@ namespace xconv
                         const __mmask16 all = lane_mask16(len);
                         for (std::int64_t k = 0; k < kc; ++k, at.next(w))
                         {
-                            const auto i = static_cast<std::size_t>(at.i), j = static_cast<std::size_t>(at.j);
                             T* o = dcol + k * ld;
-                            const std::int64_t y = y0 + taps.y_off[i];
-                            const std::int64_t a = std::clamp(taps.x_lo[j], sg.ox_begin, sg.ox_end) - sg.ox_begin;
-                            const std::int64_t b = std::clamp(taps.x_hi[j], sg.ox_begin + a, sg.ox_end) - sg.ox_begin;
-                            if (static_cast<std::uint64_t>(y) >= static_cast<std::uint64_t>(w.height) || b <= a)
+                            const run_tap<T> t(base, w, taps, at, sg, y0);
+                            if (!t.inside)
                             {
                                 _mm512_mask_storeu_ps(o, all, _mm512_setzero_ps());
                                 continue;
                             }
+                            const std::int64_t a = t.a, b = t.b;
                             // elements 2a .. 2(b - 1) of the row from the run's first position
                             // (which may lie before the row: only those elements are read); with
                             // b <= len <= 16 the highest is bit 30
                             const std::uint32_t span = ((1u << (2 * (b - a) - 1)) - 1u) << (2 * a);
-                            const T* src = reinterpret_cast<const T*>(reinterpret_cast<std::uintptr_t>(base + at.c * P + y * w.width)
-                                                                      + static_cast<std::uintptr_t>(taps.x_off[j] * static_cast<std::int64_t>(sizeof(T))));
+                            const T* src = t.first;
                             const __m512 v0 = _mm512_maskz_loadu_ps(static_cast<__mmask16>(span), src);
                             const __m512 v1 = _mm512_maskz_loadu_ps(static_cast<__mmask16>(span >> 16), src + 16);
                             const __mmask16 keep = static_cast<__mmask16>(lane_mask16(b) & ~lane_mask16(a));
