@@ -819,6 +819,10 @@ TEST_CASE("weight read in place (one sample, few positions): the reference, the 
     {
         check_weight_stream_case<double>(c, gen, 1e-10);
     }
+    // conv_transpose2d's input gradient is the forward pass over the output gradient: one sample
+    // whose input is 7 x 7 takes the route (in double, at stride 1 and 2), against the reference
+    check_transpose_case<double>({1, 16, 32, 7, 7, 3, 3, 1, 1, 1, 1}, gen, 1e-10);
+    check_transpose_case<double>({1, 24, 32, 7, 7, 3, 3, 2, 2, 1, 1}, gen, 1e-10);
     // and the shapes the rule leaves to the other routes
     CHECK_FALSE(takes_weight_stream<float>({1, 256, 256, 13, 13, 3, 3, 2, 2, 1, 1}));  // float, stride 2
     CHECK_FALSE(takes_weight_stream<float>({1, 64, 64, 7, 7, 3, 3, 1, 1, 1, 1}));      // float, a weight of 144 KiB
