@@ -24,6 +24,7 @@
 
 #include <xconv/xconv.hpp>
 
+#include "support/options.hpp"
 #include "support/random.hpp"
 #include "support/reference.hpp"
 
@@ -225,18 +226,6 @@ namespace
         return os.str();
     }
 
-    /// The conv2d options of a case.
-    xconv::conv2d_options options_of(const conv_case& c)
-    {
-        xconv::conv2d_options o;
-        o.stride = {c.sh, c.sw};
-        o.padding = {c.ph, c.pw};
-        o.dilation = {c.dh, c.dw};
-        o.groups = std::size_t(c.groups);
-        o.padding_mode = c.mode;
-        return o;
-    }
-
     /// R: the element type the reference computes in (double for float cases whose sums are
     /// too long for a float oracle).
     template <class T, class R = T>
@@ -246,7 +235,7 @@ namespace
         const auto w = random_tensor<T, 4>(
             {std::size_t(c.Cout), std::size_t(c.Cin / c.groups), std::size_t(c.kh), std::size_t(c.kw)}, gen);
         const auto b = random_tensor<T, 1>({std::size_t(c.Cout)}, gen);
-        const xconv::conv2d_options o = options_of(c);
+        const xconv::conv2d_options o = xconv_test::conv2d_options_of(c);
         xconv_test::conv_geometry g;
         g.stride_h = c.sh;
         g.stride_w = c.sw;
@@ -755,7 +744,7 @@ namespace
         const auto x = random_tensor<T, 4>({1, std::size_t(c.Cin), std::size_t(c.H), std::size_t(c.W)}, gen);
         const auto w = random_tensor<T, 4>({std::size_t(c.Cout), std::size_t(c.Cin / c.groups), std::size_t(c.kh), std::size_t(c.kw)}, gen);
         const auto b = random_tensor<T, 1>({std::size_t(c.Cout)}, gen);
-        const xconv::conv2d_options o = options_of(c);
+        const xconv::conv2d_options o = xconv_test::conv2d_options_of(c);
         const xt::xtensor<T, 4> y = xconv::conv2d(x, w, b, o);
         const xt::xtensor<T, 4> y_nobias = xconv::conv2d(x, w, o);
         {

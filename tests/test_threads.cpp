@@ -34,6 +34,7 @@
 #include <omp.h>
 #endif
 
+#include "support/options.hpp"
 #include "support/random.hpp"
 #include "support/reference.hpp"
 
@@ -63,17 +64,6 @@ namespace
         xt::xtensor<float, 1> b;
     };
 
-    xconv::conv2d_options conv_options(const thread_case& c)
-    {
-        xconv::conv2d_options o;
-        o.stride = {c.sh, c.sw};
-        o.padding = {c.ph, c.pw};
-        o.dilation = {c.dh, c.dw};
-        o.groups = std::size_t(c.groups);
-        o.padding_mode = c.mode;
-        return o;
-    }
-
     xconv::conv_transpose2d_options transpose_options(const thread_case& c)
     {
         xconv::conv_transpose2d_options o;
@@ -101,7 +91,7 @@ namespace
         {
             in.w = xconv_test::random_tensor<float, 4>(
                 {std::size_t(c.Cout), std::size_t(c.Cin / c.groups), std::size_t(c.kh), std::size_t(c.kw)}, gen);
-            const auto y = xconv::conv2d(in.x, in.w, in.b, conv_options(c));
+            const auto y = xconv::conv2d(in.x, in.w, in.b, xconv_test::conv2d_options_of(c));
             in.gy = xconv_test::random_tensor<float, 4>({y.shape(0), y.shape(1), y.shape(2), y.shape(3)}, gen);
         }
         return in;
@@ -121,7 +111,7 @@ namespace
         }
         else
         {
-            const auto o = conv_options(c);
+            const auto o = xconv_test::conv2d_options_of(c);
             out.y = xconv::conv2d(in.x, in.w, in.b, o);
             auto g = xconv::conv2d_backward(in.gy, in.x, in.w, o);
             out.gx = g.grad_input;
