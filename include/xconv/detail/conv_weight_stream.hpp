@@ -125,7 +125,9 @@ namespace xconv
         /// dot[r] (+)= rows[r][k0 .. k0 + lanes) * a[k0 .. k0 + lanes) for k0 = 0, lanes, ... (a
         /// vector per row; a has zeros from kc up to a whole vector): the dot products of one
         /// more position, whose columns a along k lie contiguous, computed while the rows are in
-        /// L1. The rows are read where they lie (broadcast, and as vectors for the dots).
+        /// L1. The rows are read where they lie (broadcast, and as vectors for the dots). With
+        /// `bias` (the last depth block), the epilogue adds bias[r] to row r of the tile as it
+        /// stores it: the chain, then the bias, as the other routes' epilogues do.
         template <class T, std::size_t NV, bool DOT>
         void weight_stream_microkernel(std::size_t kc,
                                        const T* const* rows,
@@ -134,7 +136,8 @@ namespace xconv
                                        std::ptrdiff_t ldc,
                                        bool load_c,
                                        const T* XCONV_GEMM_RESTRICT a,
-                                       T* XCONV_GEMM_RESTRICT dot) noexcept
+                                       T* XCONV_GEMM_RESTRICT dot,
+                                       const T* bias) noexcept
         {
             using V = simd512<T>;
             using vec = typename V::V;
@@ -208,7 +211,8 @@ namespace xconv
             {
                 for (std::size_t v = 0; v < NV; ++v)
                 {
-                    V::storeu(c + static_cast<std::ptrdiff_t>(r) * ldc + static_cast<std::ptrdiff_t>(v * LANES), acc[r][v]);
+                    const vec out = bias != nullptr ? V::add(acc[r][v], V::set1(bias[r])) : acc[r][v];
+                    V::storeu(c + static_cast<std::ptrdiff_t>(r) * ldc + static_cast<std::ptrdiff_t>(v * LANES), out);
                 }
                 if constexpr (DOT)
                 {
@@ -218,7 +222,7 @@ namespace xconv
         }
 
         template <class T>
-        using weight_stream_microkernel_fn = void (*)(std::size_t, const T* const*, const T*, T*, std::ptrdiff_t, bool, const T*, T*);
+        using weight_stream_microkernel_fn = void (*)(std::size_t, const T* const*, const T*, T*, std::ptrdiff_t, bool, const T*, T*, const T*);
 
         /// weight_stream_microkernel for nv = 1 .. 4 vectors (the AVX-512 traits' nv), with the
         /// dots or without (with them only up to 3 vectors, where the registers hold them).
@@ -411,6 +415,13 @@ namespace xconv
                                     // go to the edge tile and the spare rows of dots.
                                     rows[r] = Wg + (c0 + std::min(r, valid - 1)) * K + static_cast<std::int64_t>(pc);
                                 }
+                                // the panel's bias, added by the kernels' epilogue in the last depth block
+                                const bool last_block = bias != nullptr && pc + kc == uK;
+                                T bias_rows[MR] = {};
+                                for (std::int64_t r = 0; last_block && r < mr; ++r)
+                                {
+                                    bias_rows[r] = bias[g * Cg + c0 + std::min(r, valid - 1)];
+                                }
                                 T* const c = valid == mr ? out + c0 * L : edge_tile;
                                 const std::int64_t ldc = valid == mr ? L : ld_edge;
                                 // [mr, nv * lanes] (+)= W rows [mr, kc] x cols panel [kc, nv * lanes],
@@ -420,11 +431,11 @@ namespace xconv
                                     const auto nv = static_cast<std::size_t>(std::min(nr, Lf - qp * nr) / lanes);
                                     const bool dot = last && qp == main_panels - 1;
                                     weight_stream_kernel<T>(nv, dot)(kc, rows, cols + static_cast<std::size_t>(qp) * kc_max * NR, c + qp * nr, ldc,
-                                                                     load_c, cols_last, dots + c0 * lanes);
+                                                                     load_c, cols_last, dots + c0 * lanes, last_block ? bias_rows : nullptr);
                                 }
                             }
                         }
-                        // The edge rows into the grid, the last position's lanes added, the bias.
+                        // The edge rows into the grid; the last position's lanes added, plus the bias.
                         for (std::int64_t p = p0; p < p1; ++p)
                         {
                             const std::int64_t c0 = p * mr, valid = std::min(mr, Cg - c0);
@@ -436,17 +447,9 @@ namespace xconv
                                 {
                                     std::copy(edge_tile + r * ld_edge, edge_tile + r * ld_edge + Lf, row);
                                 }
-                                const T b = bias != nullptr ? bias[g * Cg + ch] : T(0);
-                                if (bias != nullptr)
-                                {
-                                    for (std::int64_t q = 0; q < Lf; ++q)
-                                    {
-                                        row[q] += b;
-                                    }
-                                }
                                 if (last)
                                 {
-                                    row[Lf] = V::reduce_add(V::loadu(dots + ch * lanes)) + b;
+                                    row[Lf] = V::reduce_add(V::loadu(dots + ch * lanes)) + (bias != nullptr ? bias[g * Cg + ch] : T(0));
                                 }
                             }
                         }
